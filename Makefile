@@ -1,0 +1,59 @@
+# Two commands matter: `make sim` runs the firmware on the simulated board, `make test` tests it.
+# Every target installs what it needs on first use and is safe to run again.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+MP     := $(VENV)/bin/micropython
+STAMP  := $(VENV)/.installed
+UMQTT  := build/lib/umqtt/simple.py
+PORT   ?= /dev/ttyUSB0
+PYTHON ?= python3
+
+.PHONY: setup test test-py test-mp lint typecheck bundle deploy sim bench clean
+
+setup: $(STAMP) $(UMQTT) build/.mosquitto
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(UMQTT): tools/fetch_umqtt.py | $(STAMP)
+	$(PY) tools/fetch_umqtt.py build/lib
+
+build/.mosquitto: tools/ensure_mosquitto.sh
+	@mkdir -p build
+	sh tools/ensure_mosquitto.sh
+	@touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(PY) tools/typecheck.py
+
+# CPython leg: every test, including the CPython-only ones (hypothesis, real broker, processes).
+test-py: setup
+	$(PYTEST) -m "not mp"
+
+# MicroPython leg: the logic tests again, each under `micropython -X heapsize=112K`.
+test-mp: setup
+	$(PYTEST) -m mp
+
+test: setup lint typecheck test-py test-mp
+
+bundle: setup
+	$(PY) tools/build_bundle.py build/bundle
+
+deploy: bundle
+	$(PY) tools/deploy.py --port $(PORT) build/bundle
+
+sim: setup
+	$(PY) tools/sim.py
+
+bench: setup bundle
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache .hypothesis

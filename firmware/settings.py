@@ -1,0 +1,112 @@
+# The charger settings of the MQTT contract (shared/contract.md, "config"): schema, defaults and
+# all-or-nothing validation. Ranges are checked per key; the hardware maximum comes from the board.
+
+ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3")
+MAX_AUTH_IDS = 100
+MAX_AUTH_ID_LEN = 64
+
+# key: (kind, default, lo, hi); hi None = hardware maximum current
+SCHEMA = {
+    "enabled": ("bool", True, None, None),
+    "max_current_a": ("amps", 16, 0, None),
+    "min_current_a": ("amps", 6, 6, None),
+    "auth_required": ("bool", False, None, None),
+    "auth_timeout_s": ("int", 60, 10, 3600),
+    "standalone": ("bool", True, None, None),
+    "fallback_current_a": ("amps", 6, 0, None),
+    "fallback_phases": ("choice", 3, (1, 3), None),
+    "phase_rotation": ("choice", "L1L2L3", ROTATIONS, None),
+    "local_auth_ids": ("ids", [], None, None),
+    "state_interval_s": ("int", 10, 1, 3600),
+    "session_retry_s": ("int", 30, 5, 3600),
+}
+
+
+class SettingsError(Exception):
+    def __init__(self, code, detail):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def defaults(hw_max_a):
+    d = {}
+    for key in SCHEMA:
+        v = SCHEMA[key][1]
+        if key == "max_current_a":
+            v = min(v, hw_max_a)
+        d[key] = list(v) if isinstance(v, list) else v
+    return d
+
+
+def _is_number(v):
+    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool)
+
+
+def _check(key, v, hw_max_a):
+    kind, _, lo, hi = SCHEMA[key]
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise SettingsError("bad_request", key + " must be true or false")
+        return v
+    if kind == "amps":
+        if not _is_number(v) or v != v:
+            raise SettingsError("bad_request", key + " must be a number of amperes")
+        if v < lo or v > hw_max_a:
+            raise SettingsError("out_of_range", "%s must be %d..%d A" % (key, lo, hw_max_a))
+        return int(v) if v == int(v) else round(v * 10) / 10
+    if kind == "int":
+        if not _is_number(v) or v != v or v != int(v):
+            raise SettingsError("bad_request", key + " must be a whole number")
+        if v < lo or v > hi:
+            raise SettingsError("out_of_range", "%s must be %d..%d" % (key, lo, hi))
+        return int(v)
+    if kind == "choice":
+        if isinstance(v, bool) or v not in lo or type(v) is not type(lo[0]):
+            raise SettingsError("out_of_range", "%s must be one of %s" % (key, ", ".join(str(x) for x in lo)))
+        return v
+    # ids
+    if not isinstance(v, list):
+        raise SettingsError("bad_request", key + " must be a list of strings")
+    if len(v) > MAX_AUTH_IDS:
+        raise SettingsError("out_of_range", "%s holds at most %d ids" % (key, MAX_AUTH_IDS))
+    for s in v:
+        if not isinstance(s, str) or not s:
+            raise SettingsError("bad_request", key + " must hold non-empty strings")
+        if len(s) > MAX_AUTH_ID_LEN:
+            raise SettingsError("out_of_range", "%s ids are at most %d characters" % (key, MAX_AUTH_ID_LEN))
+    return list(v)
+
+
+def validate(doc, hw_max_a):
+    """Check a partial settings document. Returns a dict of normalised values to apply;
+    raises SettingsError(code, detail) when any key or value is unknown or invalid."""
+    if not isinstance(doc, dict):
+        raise SettingsError("bad_request", "settings must be a JSON object")
+    out = {}
+    for key in doc:
+        if key not in SCHEMA:
+            raise SettingsError("bad_request", "unknown setting " + str(key)[:40])
+        out[key] = _check(key, doc[key], hw_max_a)
+    return out
+
+
+def merged(current, doc, hw_max_a):
+    """current + a validated partial document, as a new dict (current is left unchanged)."""
+    changes = validate(doc, hw_max_a)
+    new = dict(current)
+    new.update(changes)
+    return new
+
+
+def load(stored, hw_max_a):
+    """Settings from flash, falling back key by key to defaults for anything missing or invalid."""
+    s = defaults(hw_max_a)
+    if isinstance(stored, dict):
+        for key in stored:
+            if key in SCHEMA:
+                try:
+                    s[key] = _check(key, stored[key], hw_max_a)
+                except SettingsError:
+                    pass
+    return s

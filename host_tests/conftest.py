@@ -1,0 +1,121 @@
+"""Two-runtime test harness.
+
+Every `test_*.py` module in this folder runs under CPython (plain pytest) and, unless it declares a
+module-level `CPYTHON_ONLY = "reason"`, also under the MicroPython unix port with the ESP32's heap
+(`micropython -X heapsize=112K`). Each MicroPython test is its own pytest item, `name[mp]`, marked
+`mp`; one micropython process runs a whole module and reports per test (tools/mptest.py).
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(VENV_BIN, "micropython")
+HEAP = os.environ.get("MP_HEAPSIZE", "112K")
+MP_TIMEOUT_S = 600
+
+sys.path.insert(0, ROOT)
+
+
+def mp_path(extra=()):
+    """MICROPYPATH for running repository code on the unix port."""
+    parts = list(extra) + [
+        os.path.join(ROOT, "host_tests"),
+        ROOT,
+        os.path.join(ROOT, "build", "lib"),
+        ".frozen",
+    ]
+    return ":".join(parts)
+
+
+def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_extra=None):
+    env = dict(os.environ)
+    env["MICROPYPATH"] = mp_path(path_extra)
+    if env_extra:
+        env.update(env_extra)
+    return subprocess.run(
+        [MICROPYTHON, "-X", "heapsize=" + heap] + list(args),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _module_info(path):
+    tree = ast.parse(path.read_text())
+    cpython_only = None
+    tests = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            tests.append(node.name)
+        elif isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Name) and t.id == "CPYTHON_ONLY":
+                    cpython_only = ast.literal_eval(node.value)
+    return tests, cpython_only
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mp: runs under the MicroPython unix port")
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".py" and file_path.name.startswith("test_"):
+        tests, cpython_only = _module_info(file_path)
+        if tests and not cpython_only:
+            return MPFile.from_parent(parent, path=file_path, name=file_path.name + "[mp]")
+    return None
+
+
+class MPFile(pytest.File):
+    def collect(self):
+        tests, _ = _module_info(self.path)
+        self._results = None
+        for name in tests:
+            item = MPItem.from_parent(self, name=name + "[mp]")
+            item.test_name = name
+            item.add_marker(pytest.mark.mp)
+            yield item
+
+    def results(self):
+        if self._results is None:
+            mod = self.path.stem
+            proc = run_micropython(["tools/mptest.py", mod])
+            res = {}
+            for line in proc.stdout.splitlines():
+                if line.startswith("@@MPTEST "):
+                    parts = line.split(" ", 3)
+                    res[parts[2]] = (parts[1] == "ok", json.loads(parts[3]) if len(parts) > 3 else "")
+            self._results = (res, proc)
+        return self._results
+
+
+class MPFailure(Exception):
+    pass
+
+
+class MPItem(pytest.Item):
+    test_name = ""
+
+    def runtest(self):
+        res, proc = self.parent.results()
+        if self.test_name not in res:
+            raise MPFailure(
+                "no result from micropython (exit %s)\n--- stdout\n%s\n--- stderr\n%s"
+                % (proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
+            )
+        ok, tb = res[self.test_name]
+        if not ok:
+            raise MPFailure(tb)
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, MPFailure):
+            return "MicroPython (heap %s):\n%s" % (HEAP, excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, "%s[mp]" % self.test_name
