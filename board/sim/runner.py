@@ -1,0 +1,168 @@
+# The simulator process (run by tools/sim-charger on the MicroPython unix port): the real firmware
+# on the simulated board in real time, an MQTT link to the broker when one is given, and the
+# vehicle-side control channel (`sim/<id>/ev` over its own MQTT connection, or JSON lines on stdin).
+import json
+import select
+import sys
+
+from board.sim.board import SimBoard
+from board.sim.clock import RealClock
+from board.sim.plant import Plant
+from firmware.app import App
+from firmware.ticks import ticks_diff
+
+EV_STATE_MS = 1000
+STATUS_MS = 1000
+
+
+def parse_args(argv):
+    opts = {"id": "SIM0001", "prefix": "evse", "reset-cause": "power_on"}
+    flags = ("status",)
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("--"):
+            raise SystemExit("unexpected argument " + a)
+        key = a[2:]
+        if key in flags:
+            opts[key] = True
+            i += 1
+            continue
+        if i + 1 >= len(argv):
+            raise SystemExit("missing value for " + a)
+        opts[key] = argv[i + 1]
+        i += 2
+    return opts
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_link(opts, client_id, subs, online):
+    from firmware.link import Link
+
+    host, _, port = opts["broker"].rpartition(":")
+    cadata = read_file(opts["tls-ca"]) if "tls-ca" in opts else None
+    return Link(
+        client_id,
+        host or "127.0.0.1",
+        int(port),
+        subscriptions=subs,
+        user=opts.get("username"),
+        password=opts.get("password"),
+        cadata=cadata,
+        online_topic=online,
+    )
+
+
+class Vehicle:
+    """The vehicle side: applies `sim/<id>/ev` ops to the plant and publishes its view."""
+
+    def __init__(self, app, plant, link, topic_state):
+        self.app = app
+        self.plant = plant
+        self.link = link
+        self.topic_state = topic_state
+        self.last_state = None
+        self.last_pub = None
+        self.poll = select.poll()
+        self.poll.register(sys.stdin, select.POLLIN)
+
+    def op(self, payload):
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            print("sim: ev op is not JSON")
+            return
+        if isinstance(doc, dict) and doc.get("op") == "_quit":
+            self.app.shutdown()
+            return
+        err = self.plant.ev_op(doc)
+        if err:
+            print("sim: ev op refused: " + str(err))
+
+    def __call__(self, now):
+        # stdin: the supervisor's control channel (and vehicle commands without a broker)
+        while self.poll.poll(0):
+            line = sys.stdin.readline()
+            if not line:
+                self.poll.unregister(sys.stdin)
+                break
+            line = line.strip()
+            if line:
+                self.op(line)
+        if self.link is not None:
+            while True:
+                m = self.link.get()
+                if m is None:
+                    break
+                if m[1] is not None:
+                    self.op(m[1])
+            st = self.plant.ev_state()
+            if st != self.last_state or self.last_pub is None or ticks_diff(now, self.last_pub) >= EV_STATE_MS:
+                self.last_state = st
+                self.last_pub = now
+                self.link.publish(self.topic_state, json.dumps(st), False, 0)
+
+
+class Status:
+    """One status line a second on stdout (the `make sim` view reads these)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.last = None
+
+    def __call__(self, now):
+        if self.last is not None and ticks_diff(now, self.last) < STATUS_MS:
+            return
+        self.last = now
+        app = self.app
+        ch = app.charger
+        m = app.meter
+        doc = {
+            "up_ms": app.up_ms(now),
+            "mode": ch.mode,
+            "cp": ch.cp_name,
+            "duty": ch.duty_pm / 10,
+            "offered_a": ch.offered_da / 10,
+            "limit_a": ch.limit_da / 10,
+            "limit_src": ch.limit_src,
+            "contactor": app.contactor_closed,
+            "i_a": list(m.i_a),
+            "e_wh": app.energy_wh_persisted,
+            "session": app.sessions.current["id"] if app.sessions.current else None,
+            "auth": ch.auth_state,
+            "faults": list(ch.faults),
+            "ev": app.board.plant.ev_state(),
+        }
+        print("@status " + json.dumps(doc))
+
+
+def main():
+    opts = parse_args(sys.argv[1:])
+    sid = opts["id"]
+    clock = RealClock()
+    plant = Plant(clock)
+    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"])
+    first = None
+    if "settings" in opts:
+        first = json.loads(read_file(opts["settings"]))
+    prefix = opts["prefix"]
+    link = ev_link = None
+    if "broker" in opts:
+        base = prefix + "/" + sid + "/"
+        link = make_link(opts, sid, [base + "limit", base + "cmd", base + "config"], base + "online")
+        ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None)
+    app = App(board, link, serial=sid, prefix=prefix, first_settings=first)
+    app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state"))
+    if opts.get("status"):
+        app.hooks.append(Status(app))
+    if ev_link is not None:
+        ev_link.start()
+    try:
+        app.run()
+    finally:
+        if ev_link is not None:
+            ev_link.shutdown(500)

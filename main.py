@@ -1,0 +1,74 @@
+# Device entry: provisioning, WiFi, board, cloud link, application loop.
+# /provision.json (written once per board, see README):
+#   {"serial": "ZAP012345", "mqtt_prefix": "evse", "broker": "mqtt.example.net:8883",
+#    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."}}
+import json
+import time
+
+import machine
+
+
+def _load(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def _count_crash(delta):
+    n = _load("/crashes", 0) if delta else 0
+    with open("/crashes", "w") as f:
+        f.write(str(n + delta if delta else 0))
+
+
+def _wifi(prov):
+    w = prov.get("wifi")
+    if not w:
+        return
+    import network
+
+    sta = network.WLAN(network.STA_IF)
+    sta.active(True)
+    sta.connect(w.get("ssid"), w.get("key"))  # returns at once; the link retries until it is up
+
+
+def start():
+    from board.esp32_ref import Board
+    from firmware.app import App
+
+    prov = _load("/provision.json", {})
+    _wifi(prov)
+    board = Board()
+    serial = prov.get("serial") or board.serial
+    prefix = prov.get("mqtt_prefix", "evse")
+    link = None
+    if prov.get("broker"):
+        from firmware.link import Link
+
+        host, _, port = prov["broker"].rpartition(":")
+        cadata = None
+        if prov.get("ca"):
+            with open(prov["ca"], "rb") as f:
+                cadata = f.read()
+        base = prefix + "/" + serial + "/"
+        link = Link(serial, host, int(port or (8883 if cadata else 1883)),
+                    subscriptions=[base + "limit", base + "cmd", base + "config"],
+                    user=prov.get("username"), password=prov.get("password"),
+                    cadata=cadata, online_topic=base + "online")
+    app = App(board, link, serial=serial, prefix=prefix)
+    _count_crash(0)
+    app.run()
+
+
+if not globals().get("SAFE_MODE"):
+    try:
+        _count_crash(1)
+        start()
+    except Exception as e:  # log, then let the watchdog-free reset bring the board back
+        import sys
+
+        with open("/crash.log", "a") as f:
+            sys.print_exception(e, f)
+        time.sleep(2)
+        machine.reset()

@@ -1,0 +1,63 @@
+"""Build the device image: every firmware, driver and board module compiled with mpy-cross.
+
+    python tools/build_bundle.py OUT [--no-sim]
+
+OUT gets firmware/, drivers/, board/ as .mpy (board/sim too unless --no-sim), lib/umqtt/simple.mpy,
+and boot.py / main.py as source (the device runs those two by name). Copy OUT to a board's flash
+root (`make deploy`), or run it on the unix port with MICROPYPATH=OUT:OUT/lib.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("firmware", "drivers", "board")
+
+
+def mpy_cross():
+    local = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
+    return local if os.path.exists(local) else "mpy-cross"
+
+
+def compile_tree(src_root, rel, out, skip=()):
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(os.path.join(src_root, rel)):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        relative = os.path.relpath(dirpath, src_root)
+        if any(relative == s or relative.startswith(s + os.sep) for s in skip):
+            continue
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            src = os.path.join(dirpath, name)
+            dst = os.path.join(out, relative, name[:-3] + ".mpy")
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            # -s keeps the module path in tracebacks readable on the device
+            subprocess.run([mpy_cross(), "-s", os.path.join(relative, name), "-o", dst, src], check=True)
+            n += 1
+    return n
+
+
+def main(argv):
+    out = os.path.abspath(argv[0] if argv else "build/bundle")
+    skip = (os.path.join("board", "sim"),) if "--no-sim" in argv else ()
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    n = 0
+    for pkg in PACKAGES:
+        n += compile_tree(ROOT, pkg, out, skip)
+    lib = os.path.join(ROOT, "build", "lib")
+    if not os.path.exists(os.path.join(lib, "umqtt", "simple.py")):
+        sys.exit("umqtt.simple missing: run `make setup`")
+    n += compile_tree(lib, "umqtt", os.path.join(out, "lib"))
+    for name in ("boot.py", "main.py"):
+        shutil.copy(os.path.join(ROOT, name), os.path.join(out, name))
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    print("bundle: %d modules compiled, %d bytes in %s" % (n, size, out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
