@@ -1,0 +1,263 @@
+# The MQTT contract's pure parts (shared/contract.md, docs/mqtt.md): topic names, the envelope of
+# outbound messages, and parsing/validation of inbound `limit`, `cmd` and `config` payloads with
+# the contract's error codes. No I/O; runs on CPython and MicroPython. Nothing here raises on bad
+# input except ProtocolError.
+import json
+
+V = 1
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+OUT_OF_RANGE = "out_of_range"
+NOT_ALLOWED = "not_allowed"
+BUSY = "busy"
+ERRORS = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, OUT_OF_RANGE, NOT_ALLOWED, BUSY)
+
+OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get")
+MAX_ID = 64  # command ids, auth ids, session ids
+MAX_AMPS = 1000
+TTL_DEFAULT_S = 60
+TTL_MIN_S = 1
+TTL_MAX_S = 3600
+MAX_SEQ = 2 ** 53  # JSON-safe integers only
+
+OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
+IN_TOPICS = ("limit", "cmd", "config")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, detail, cmd_id=None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.cmd_id = cmd_id  # set when the error can be answered on `reply`
+
+
+class Topics:
+    """Full topic names for one charger: t.state == 'evse/SIM0001/state', t.config_reported, ..."""
+
+    def __init__(self, prefix, serial):
+        self.base = "%s/%s/" % (prefix, serial)
+        b = self.base
+        self.online = b + "online"
+        self.state = b + "state"
+        self.event = b + "event"
+        self.session = b + "session"
+        self.reply = b + "reply"
+        self.config_reported = b + "config/reported"
+        self.limit = b + "limit"
+        self.cmd = b + "cmd"
+        self.config = b + "config"
+
+    def inbound(self):
+        return [self.limit, self.cmd, self.config]
+
+    def relative(self, topic):
+        """'evse/SIM0001/cmd' -> 'cmd'; None for a topic that is not ours."""
+        if isinstance(topic, str) and topic.startswith(self.base):
+            return topic[len(self.base):]
+        return None
+
+
+def is_number(v):
+    """A finite JSON number that is not a bool."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    if isinstance(v, float):
+        return v == v and v not in (float("inf"), float("-inf"))
+    return False
+
+
+def is_int(v):
+    return is_number(v) and v == int(v)
+
+
+class Envelope:
+    """Adds "v", "boot", "seq" (increasing within one boot), "up_ms" and "ts" to outbound messages."""
+
+    def __init__(self, boot):
+        self.boot = boot
+        self.seq = 0
+
+    def wrap(self, fields, up_ms, ts):
+        self.seq += 1
+        d = {"v": V, "boot": self.boot, "seq": self.seq, "up_ms": up_ms, "ts": ts}
+        for k in fields:
+            if k not in d:
+                d[k] = fields[k]
+        return d
+
+    def dumps(self, fields, up_ms, ts):
+        return json.dumps(self.wrap(fields, up_ms, ts))
+
+
+def _reject_constant(name):
+    raise ValueError("non-finite number " + name)
+
+
+def _finite(obj, depth=0):
+    """Walk a decoded document: no NaN/Infinity anywhere, bounded nesting."""
+    if depth > 16:
+        return False
+    if isinstance(obj, float):
+        return is_number(obj)
+    if isinstance(obj, dict):
+        for k in obj:
+            if not _finite(obj[k], depth + 1):
+                return False
+    elif isinstance(obj, list):
+        for v in obj:
+            if not _finite(v, depth + 1):
+                return False
+    return True
+
+
+def loads(payload):
+    """Decode a JSON payload (bytes or str). Raises ProtocolError(bad_json) for anything that is not
+    valid, finite JSON, and for a payload dropped as too large (None)."""
+    if payload is None:
+        raise ProtocolError(BAD_REQUEST, "payload too large")
+    try:
+        if isinstance(payload, (bytes, bytearray)):
+            payload = bytes(payload).decode()
+        try:
+            obj = json.loads(payload, parse_constant=_reject_constant)
+        except TypeError:  # MicroPython: no keyword arguments
+            obj = json.loads(payload)
+    except Exception:  # noqa: BLE001  ValueError, UnicodeError, RecursionError, MemoryError...
+        raise ProtocolError(BAD_JSON, "not valid JSON") from None
+    if not _finite(obj):
+        raise ProtocolError(BAD_JSON, "non-finite number or nesting too deep")
+    return obj
+
+
+def parse_object(payload):
+    obj = loads(payload)
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_REQUEST, "payload must be a JSON object")
+    return obj
+
+
+# ---- limit ---------------------------------------------------------------------------------------
+def parse_limit(payload):
+    """-> (a, ttl_s, seq): a is a number or a list of 3 numbers (grid phases), ttl_s an int 1..3600
+    (60 when missing), seq a non-negative integer (required: it orders the leases)."""
+    obj = parse_object(payload)
+    if "a" not in obj:
+        raise ProtocolError(BAD_REQUEST, "a is required")
+    a = obj["a"]
+    if isinstance(a, list):
+        if len(a) != 3:
+            raise ProtocolError(BAD_REQUEST, "a must be a number or a list of 3 numbers")
+        for v in a:
+            if not is_number(v):
+                raise ProtocolError(BAD_REQUEST, "a must hold 3 numbers")
+        for v in a:
+            if v < 0 or v > MAX_AMPS:
+                raise ProtocolError(OUT_OF_RANGE, "a must be 0..%d A" % MAX_AMPS)
+        a = [_amps(v) for v in a]
+    elif is_number(a):
+        if a < 0 or a > MAX_AMPS:
+            raise ProtocolError(OUT_OF_RANGE, "a must be 0..%d A" % MAX_AMPS)
+        a = _amps(a)
+    else:
+        raise ProtocolError(BAD_REQUEST, "a must be a number or a list of 3 numbers")
+    ttl = obj.get("ttl_s", TTL_DEFAULT_S)
+    if ttl is None:
+        ttl = TTL_DEFAULT_S
+    if not is_number(ttl):
+        raise ProtocolError(BAD_REQUEST, "ttl_s must be a number of seconds")
+    if ttl < TTL_MIN_S or ttl > TTL_MAX_S:
+        raise ProtocolError(OUT_OF_RANGE, "ttl_s must be %d..%d" % (TTL_MIN_S, TTL_MAX_S))
+    seq = obj.get("seq")
+    if not is_int(seq):
+        raise ProtocolError(BAD_REQUEST, "seq must be an integer")
+    if seq < 0 or seq > MAX_SEQ:
+        raise ProtocolError(OUT_OF_RANGE, "seq must be 0..2^53")
+    return a, int(ttl), int(seq)
+
+
+def _amps(v):
+    return int(v) if v == int(v) else round(v * 10) / 10
+
+
+# ---- cmd -----------------------------------------------------------------------------------------
+def _string(obj, key, required=True):
+    v = obj.get(key)
+    if v is None and not required:
+        return None
+    if not isinstance(v, str) or not v:
+        raise ProtocolError(BAD_REQUEST, key + " must be a non-empty string")
+    if len(v) > MAX_ID:
+        raise ProtocolError(OUT_OF_RANGE, "%s is at most %d characters" % (key, MAX_ID))
+    return v
+
+
+def command_id(obj):
+    """The answerable id of a decoded command, or None (missing, not a string, empty, > 64)."""
+    if not isinstance(obj, dict):
+        return None
+    cid = obj.get("id")
+    if isinstance(cid, str) and 1 <= len(cid) <= MAX_ID:
+        return cid
+    return None
+
+
+def parse_cmd(payload):
+    """-> (cmd_id, op, args). ProtocolError.cmd_id is set when the error goes on `reply`; None means
+    it goes out as a `rejected` event."""
+    obj = parse_object(payload)
+    cid = command_id(obj)
+    if cid is None:
+        raise ProtocolError(BAD_REQUEST, "id must be a string of 1..%d characters" % MAX_ID)
+    try:
+        op = obj.get("op")
+        if not isinstance(op, str):
+            raise ProtocolError(BAD_REQUEST, "op must be a string")
+        if op not in OPS:
+            raise ProtocolError(UNKNOWN_OP, "unknown op " + op[:32])
+        args = {}
+        if op == "authorize":
+            args["auth_id"] = _string(obj, "auth_id")
+        elif op == "session_ack":
+            args["session_id"] = _string(obj, "session_id")
+        elif op == "set":
+            s = obj.get("settings")
+            if not isinstance(s, dict):
+                raise ProtocolError(BAD_REQUEST, "settings must be a JSON object")
+            args["settings"] = s
+        return cid, op, args
+    except ProtocolError as e:
+        e.cmd_id = cid
+        raise
+
+
+# ---- config --------------------------------------------------------------------------------------
+def parse_config(payload):
+    """-> the partial settings document (validated all-or-nothing by the app), or None for an empty
+    payload (a cleared retained message: nothing to do)."""
+    if payload is not None and len(payload) == 0:
+        return None
+    return parse_object(payload)
+
+
+# ---- outbound --------------------------------------------------------------------------------------
+def reply_ok(cmd_id, result=None):
+    d = {"id": cmd_id, "ok": True}
+    if result is not None:
+        d["result"] = result
+    return d
+
+
+def reply_error(cmd_id, code, detail):
+    return {"id": cmd_id, "ok": False, "error": code if code in ERRORS else BAD_REQUEST,
+            "detail": str(detail)[:120]}
+
+
+def rejected(relative_topic, code, detail=None):
+    d = {"type": "rejected", "topic": relative_topic, "error": code if code in ERRORS else BAD_REQUEST}
+    if detail:
+        d["detail"] = str(detail)[:120]
+    return d
