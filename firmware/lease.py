@@ -1,0 +1,85 @@
+# Cloud current limits as leases (contract "limit"): a value per grid phase that holds for ttl_s,
+# accepted only with a seq greater than the last applied one, mapped through the installation's
+# phase rotation to the charger's terminals. set() is the slow path; the rest allocates nothing.
+from firmware.ticks import ticks_add, ticks_diff
+
+TTL_DEFAULT_S = 60
+TTL_MIN_S = 1
+TTL_MAX_S = 3600
+
+
+def rotation_map(rotation):
+    """'L2L3L1' -> [1, 2, 0]: the grid phase index (0..2) of charger terminals L1, L2, L3."""
+    return [int(rotation[1]) - 1, int(rotation[3]) - 1, int(rotation[5]) - 1]
+
+
+def _number(v):
+    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool) and v == v
+
+
+class Lease:
+    def __init__(self):
+        self.grid_da = [0, 0, 0]  # per grid phase L1, L2, L3
+        self.valid = False
+        self.until = 0
+        self.seq = None  # last applied seq
+        self.ever = False
+
+    def set(self, now, a, ttl_s, seq):
+        """Validate and apply. Returns None or (code, detail)."""
+        if not _number(seq) or seq != int(seq):
+            return ("bad_request", "seq must be an integer")
+        if ttl_s is None:
+            ttl_s = TTL_DEFAULT_S
+        if not _number(ttl_s):
+            return ("bad_request", "ttl_s must be a number of seconds")
+        if ttl_s < TTL_MIN_S or ttl_s > TTL_MAX_S:
+            return ("out_of_range", "ttl_s must be 1..3600")
+        if isinstance(a, list) or isinstance(a, tuple):
+            if len(a) != 3:
+                return ("bad_request", "a must be a number or a list of 3 numbers")
+            vals = a
+        elif _number(a):
+            vals = (a, a, a)
+        else:
+            return ("bad_request", "a must be a number or a list of 3 numbers")
+        for v in vals:
+            if not _number(v):
+                return ("bad_request", "a must hold numbers")
+            if v < 0 or v > 1000:
+                return ("out_of_range", "a must be 0..1000 A")
+        if self.seq is not None and seq <= self.seq:
+            return ("stale", "seq %d is not greater than %d" % (int(seq), self.seq))
+        for i in range(3):
+            self.grid_da[i] = int(vals[i] * 10 + 0.5)
+        self.seq = int(seq)
+        self.until = ticks_add(now, int(ttl_s * 1000))
+        self.valid = True
+        self.ever = True
+        return None
+
+    def expired(self, now):
+        """True once when a valid lease runs out (it becomes invalid)."""
+        if self.valid and ticks_diff(now, self.until) >= 0:
+            self.valid = False
+            return True
+        return False
+
+    def ms_left(self, now):
+        return ticks_diff(self.until, now)
+
+    def min_da(self, rot, phases):
+        """Smallest limit among the terminals the contactor switches (L1 only on one phase)."""
+        g = self.grid_da
+        m = g[rot[0]]
+        if phases == 3:
+            v = g[rot[1]]
+            if v < m:
+                m = v
+            v = g[rot[2]]
+            if v < m:
+                m = v
+        return m
+
+    def drop(self):
+        self.valid = False

@@ -1,0 +1,168 @@
+# Safety monitor bookkeeping: the contract's fault names, each fault's policy, and the active /
+# latched / retry state of every fault in preallocated lists (no allocation unless a fault is
+# raised or cleared, which emits an event anyway). The charger decides *when* a condition holds;
+# this module decides what a fault does (trip or stop gracefully) and when it may clear.
+from firmware.iec61851 import MAX_RETRIES, RETRY_MS, TEMP_HALF_DC, TEMP_QUARTER_DC, TEMP_RESTORE_DC, TEMP_STOP_DC
+from firmware.ticks import ticks_diff
+
+FAULT_NAMES = (
+    "rcd_ac",
+    "rcd_dc",
+    "rcd_selftest",
+    "diode",
+    "cp_short",
+    "cp_invalid",
+    "vent_required",
+    "contactor_welded",
+    "contactor_stuck_open",
+    "overcurrent",
+    "overtemp",
+    "meter",
+    "pp_invalid",
+)
+N_FAULTS = 13
+RCD_AC = 0
+RCD_DC = 1
+RCD_SELFTEST = 2
+DIODE = 3
+CP_SHORT = 4
+CP_INVALID = 5
+VENT_REQUIRED = 6
+CONTACTOR_WELDED = 7
+CONTACTOR_STUCK_OPEN = 8
+OVERCURRENT = 9
+OVERTEMP = 10
+METER = 11
+PP_INVALID = 12
+
+# Policies (see docs/charging.md):
+# RETRY: clears RETRY_MS after it was raised once its condition is gone; the (MAX_RETRIES+1)th
+#        occurrence latches until `resume` or a power cycle.
+# VEHICLE: as RETRY, and an unplug clears it and its count (the cause is the vehicle or cable).
+# UNPLUG: latched until the vehicle is unplugged.
+# COND: active exactly while its condition holds.
+# LATCH: never clears (power cycle / service).
+POL_RETRY = 0
+POL_VEHICLE = 1
+POL_UNPLUG = 2
+POL_COND = 3
+POL_LATCH = 4
+
+POLICY = (
+    POL_RETRY,  # rcd_ac
+    POL_RETRY,  # rcd_dc
+    POL_RETRY,  # rcd_selftest
+    POL_VEHICLE,  # diode
+    POL_COND,  # cp_short
+    POL_COND,  # cp_invalid
+    POL_UNPLUG,  # vent_required
+    POL_LATCH,  # contactor_welded
+    POL_RETRY,  # contactor_stuck_open
+    POL_VEHICLE,  # overcurrent
+    POL_COND,  # overtemp
+    POL_COND,  # meter
+    POL_COND,  # pp_invalid
+)
+
+# Trip faults open the contactor at once (and show state F >= 300 ms when they hit while the PWM
+# was on or the contactor closed). The others stop gracefully: PWM removed, contactor opened when
+# the vehicle goes to B or after 6 s.
+TRIP = (True, True, True, True, True, True, True, True, True, True, False, False, False)
+
+
+def thermal_level(level, temp_dc):
+    """Derating level 0 (full), 1 (1/2), 2 (1/4), 3 (stop) from the temperature with hysteresis:
+    levels rise at 65/68/71 degC and fall back to full only at or below 62 degC. A sensor fault
+    (None) is level 3."""
+    if temp_dc is None or temp_dc >= TEMP_STOP_DC:
+        return 3
+    if temp_dc >= TEMP_QUARTER_DC:
+        return level if level > 2 else 2
+    if temp_dc >= TEMP_HALF_DC:
+        return level if level > 1 else 1
+    if temp_dc <= TEMP_RESTORE_DC:
+        return 0
+    return level
+
+
+class Faults:
+    def __init__(self, emit):
+        self._emit = emit  # emit(type, key, value): event sink (allocates; rare)
+        self.active = [False] * N_FAULTS
+        self.latched = [False] * N_FAULTS
+        self.since = [0] * N_FAULTS
+        self.count = [0] * N_FAULTS
+        self.n_active = 0
+        self.n_trip = 0
+        self.n_latched = 0
+        self.names = []  # contract list; a new list on every change
+        self.changed = False
+
+    def _rebuild(self):
+        names = []
+        n = t = la = 0
+        for i in range(N_FAULTS):
+            if self.active[i]:
+                names.append(FAULT_NAMES[i])
+                n += 1
+                if TRIP[i]:
+                    t += 1
+                if self.latched[i]:
+                    la += 1
+        self.names = names
+        self.n_active = n
+        self.n_trip = t
+        self.n_latched = la
+        self.changed = True
+
+    def raise_(self, i, now):
+        """Raise fault i. Returns True when it was not active before."""
+        if self.active[i]:
+            return False
+        self.active[i] = True
+        self.since[i] = now
+        self.count[i] += 1
+        p = POLICY[i]
+        if p == POL_LATCH or p == POL_UNPLUG:
+            self.latched[i] = True
+        elif (p == POL_RETRY or p == POL_VEHICLE) and self.count[i] > MAX_RETRIES:
+            self.latched[i] = True
+        self._rebuild()
+        self._emit("fault", "fault", FAULT_NAMES[i])
+        return True
+
+    def clear(self, i):
+        if not self.active[i]:
+            return
+        self.active[i] = False
+        self.latched[i] = False
+        self._rebuild()
+        self._emit("fault_cleared", "fault", FAULT_NAMES[i])
+
+    def service(self, i, cond, now):
+        """Clear fault i when its policy allows, given whether its condition still holds."""
+        if not self.active[i] or self.latched[i]:
+            return
+        p = POLICY[i]
+        if p == POL_COND:
+            if not cond:
+                self.clear(i)
+        elif p == POL_RETRY or p == POL_VEHICLE:
+            if not cond and ticks_diff(now, self.since[i]) >= RETRY_MS:
+                self.clear(i)
+
+    def on_unplug(self):
+        for i in range(N_FAULTS):
+            p = POLICY[i]
+            if p == POL_VEHICLE or p == POL_UNPLUG:
+                self.count[i] = 0
+                self.clear(i)
+
+    def resume(self):
+        """Cloud `resume`: clear latched retrying faults and their counts (never a welded contactor)."""
+        for i in range(N_FAULTS):
+            p = POLICY[i]
+            if p == POL_RETRY or p == POL_VEHICLE:
+                self.count[i] = 0
+                if self.latched[i]:
+                    self.clear(i)
