@@ -1,0 +1,38 @@
+# Debounced push button with long press. poll(now_ms) -> None, 'short' (released before long_ms)
+# or 'long' (reported once while still held, when held for long_ms). Allocates nothing.
+from firmware.ticks import ticks_diff
+
+SHORT = "short"
+LONG = "long"
+
+
+class Button:
+    def __init__(self, pin, active_low=True, debounce_ms=30, long_ms=2000):
+        self.pin = pin
+        self._down_level = 0 if active_low else 1
+        self.debounce_ms = debounce_ms
+        self.long_ms = long_ms
+        self.pressed = False  # debounced state
+        self._raw = False
+        self._t_raw = 0
+        self._t_down = 0
+        self._long_sent = False
+
+    def poll(self, now_ms):
+        raw = self.pin.value() == self._down_level
+        if raw != self._raw:
+            self._raw = raw
+            self._t_raw = now_ms
+            return None
+        if raw != self.pressed and ticks_diff(now_ms, self._t_raw) >= self.debounce_ms:
+            self.pressed = raw
+            if raw:
+                self._t_down = now_ms
+                self._long_sent = False
+            elif not self._long_sent:
+                return SHORT
+            return None
+        if self.pressed and not self._long_sent and ticks_diff(now_ms, self._t_down) >= self.long_ms:
+            self._long_sent = True
+            return LONG
+        return None
