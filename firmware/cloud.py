@@ -121,8 +121,8 @@ class Cloud:
 
     def resend_sessions(self, now_ms):
         self._last_sessions = now_ms
-        pending = self.app.sessions.pending()
-        for rec in pending[:SESSIONS_PER_ROUND]:
+        pending = self.app.sessions.pending(SESSIONS_PER_ROUND)
+        for rec in pending:
             self._send(self.t.session, rec, now_ms)
         if not pending:
             self._last_sessions = None
@@ -151,12 +151,12 @@ class Cloud:
         sess = None
         cur = app.sessions.current
         if cur is not None:
-            start = cur.get("meter_start_wh", 0) or 0
-            now_wh = getattr(m, "energy_wh", 0) if ok else app.energy_wh_persisted
-            if now_wh is None or now_wh < app.energy_wh_persisted:
-                now_wh = app.energy_wh_persisted
-            sess = {"id": cur.get("id"), "wh": max(0, int(now_wh - start)), "ts": cur.get("ts_start"),
+            sess = {"id": cur.get("id"), "wh": cur.get("wh", 0) or 0, "ts": cur.get("ts_start"),
                     "auth_id": cur.get("auth_id")}
+            start = cur.get("meter_start_wh")
+            live = getattr(m, "energy_wh", None)
+            if ok and start is not None and live is not None and live - start > sess["wh"]:
+                sess["wh"] = int(live - start)  # the live meter, between flash checkpoints
         return {
             "mode": ch.mode,
             "cp": ch.cp_name,

@@ -1,0 +1,141 @@
+# A small app for the cloud tests (both runtimes): the real Charger, settings and SessionLog, with
+# the app duties of firmware/app.py that firmware/cloud.py uses, and a recording stand-in for the
+# link's queue API (the real link runs against mosquitto in test_link.py; importing it here too
+# would not fit the 112K heap when everything is compiled from source).
+import gc
+import json
+
+from firmware.charger import Charger
+
+gc.collect()  # compiling from source on the unix port: keep the 112K heap unfragmented
+from firmware.cloud import Cloud  # noqa: E402
+
+gc.collect()
+from firmware import settings as settings_mod  # noqa: E402
+from firmware.sessions import SessionLog  # noqa: E402
+from firmware.storage import Storage  # noqa: E402
+from mpcompat import TempDir  # noqa: E402
+
+HW = 32
+SERIAL = "T0001"
+
+
+class Meter:
+    def __init__(self):
+        self.v_v = [230.1, 229.8, 231.0]
+        self.i_a = [0.0, 0.0, 0.0]
+        self.p_w = 0
+        self.energy_wh = 1000
+        self.ok = True
+
+
+class QueueLink:
+    """firmware.link.Link's API towards the app: publish/get/connected/connect_count/topics."""
+
+    def __init__(self):
+        self.topics = []
+        self._out = []
+        self._in = []
+        self.connected = False
+        self.connect_count = 0
+        self.started = False
+
+    def add_topic(self, t):
+        self.topics.append(t)
+
+    def start(self):
+        self.started = True
+
+    def publish(self, topic, payload, retain=False, qos=1, key=None):
+        if key is not None:
+            self._out = [e for e in self._out if e[3] != key]
+        self._out.append((topic.encode(), payload.encode(), retain, key, qos))
+        return True
+
+    def get(self):
+        return self._in.pop(0) if self._in else None
+
+    def pending(self):
+        return len(self._out)
+
+
+class RigApp:
+    def __init__(self, standalone=False, boot=7, boot_cmd_id=None):
+        s = settings_mod.defaults(HW)
+        s["standalone"] = standalone
+        self.settings = s
+        self.charger = Charger(s, HW, 3)
+        self.sessions = SessionLog(Storage(TempDir("cloud").path), SERIAL, boot)
+        self.meter = Meter()
+        self.boot = boot
+        self.reset_cause = "soft" if boot_cmd_id else "power_on"
+        self.boot_cmd_id = boot_cmd_id
+        self.serial = SERIAL
+        self.prefix = "evse"
+        self.fw = "0.1.0"
+        self.energy_wh_persisted = 1000
+        self.pp_a = None
+        self.temp_c = 25.0
+        self.contactor_closed = False
+        self.restarts = []
+        self.outbox_at_restart = None
+        self.link = QueueLink()
+        self.cloud = Cloud(self, self.link)
+
+    def ts(self, now_ms=None):
+        return 1763712000
+
+    def up_ms(self, now_ms):
+        return now_ms
+
+    def apply_settings(self, doc):
+        try:
+            new = settings_mod.merged(self.settings, doc, HW)
+        except settings_mod.SettingsError as e:
+            return (e.code, e.detail)
+        self.settings = new
+        self.charger.apply_settings(new)
+        return None
+
+    def request_restart(self, cmd_id):
+        self.restarts.append(cmd_id)
+        self.outbox_at_restart = len(self.link._out)
+
+    # ---- test helpers ----
+    def take(self):
+        """Everything queued on the link: list of (relative topic, decoded payload, retain)."""
+        out = []
+        items = self.link._out
+        self.link._out = []
+        for item in items:
+            t, p, r = item[0], item[1], item[2]
+            rel = t.decode()[len("evse/%s/" % SERIAL):]
+            try:
+                doc = json.loads(p)
+            except ValueError:
+                doc = p.decode()
+            out.append((rel, doc, r))
+        return out
+
+    def deliver(self, rel, payload, now=1000):
+        self.cloud.handle("evse/%s/%s" % (SERIAL, rel), payload, now)
+        return self.take()
+
+
+def outcome(msgs):
+    """Summarise what one inbound message produced: ('reply', ok, error, id) / ('rejected', topic,
+    error) / ('none',) plus the count of answers."""
+    answers = []
+    for rel, doc, _ in msgs:
+        if rel == "reply":
+            answers.append(["reply", doc["ok"], doc.get("error"), doc["id"]])
+        elif rel == "event" and doc.get("type") == "rejected":
+            answers.append(["rejected", doc["topic"], doc["error"]])
+    return answers
+
+
+def snapshot(app):
+    ch = app.charger
+    return json.dumps([app.settings, ch.lease.seq, ch.lease.valid, ch.lease.grid_da, ch.auth_state,
+                       getattr(ch, "_grant_valid", None), getattr(ch, "_stopped", None), app.restarts,
+                       len(app.sessions.pending())])
