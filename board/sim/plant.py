@@ -135,6 +135,12 @@ class Plant:
         if self._ticks is not None:
             self.sync(self._ticks())
 
+    def update(self):
+        """Catch up with the clock and integrate energy / temperature (slow path, for readers)."""
+        self.sync_now()
+        self._integrate()
+        self._update_draw()
+
     def sync(self, now_ms):
         d = ticks_diff(now_ms, self._last_now)
         if d <= 0:
@@ -499,95 +505,12 @@ class Plant:
         self._tag = None
         return t
 
-    # -- simulator control (contract: sim/<id>/ev) ------------------------------------------------
+    # -- simulator control (contract: sim/<id>/ev), in board/sim/ev_ops.py ---------------------
     def ev_op(self, doc):
         """Apply one `sim/<id>/ev` op. Returns None, or an error string for a bad op (never raises)."""
-        try:
-            return self._ev_op(doc)
-        except Exception as e:  # a bad op must never take the simulator down
-            return "bad_request: %s" % (e,)
+        from board.sim import ev_ops
 
-    def _ev_op(self, doc):
-        if not isinstance(doc, dict):
-            return "bad_request: op must be a JSON object"
-        op = doc.get("op")
-        self.sync_now()
-        ev = self.ev
-        if op == "plug":
-            cable = _integral(doc.get("cable_a"))
-            if cable is not None and (_not_int(cable) or cable not in CABLE_OHMS):
-                return "out_of_range: cable_a must be 13, 20, 32, 63 or null"
-            phases = _integral(doc.get("phases", 3))
-            if _not_int(phases) or phases not in (1, 3):
-                return "out_of_range: phases must be 1 or 3"
-            max_a = doc.get("max_a", 32)
-            if _not_num(max_a) or not 1 <= max_a <= 80:
-                return "out_of_range: max_a must be 1..80"
-            charge = doc.get("charge", True)
-            sleepy = doc.get("sleep", False)
-            if not isinstance(charge, bool) or not isinstance(sleepy, bool):
-                return "bad_request: charge and sleep must be booleans"
-            if ev.plugged:
-                self._unplug()
-            ev.plugged = True
-            ev.cable_a = cable
-            ev.phases = phases
-            ev.max_a = float(max_a)
-            ev.charge = charge
-            ev.sleepy = sleepy
-            ev.awake = not sleepy
-            ev.wake_stage = 0
-            ev.s2 = False
-            ev.cur_a = 0.0
-            ev.draw_override = None
-        elif op == "unplug":
-            self._unplug()
-        elif op == "charge":
-            on = doc.get("on")
-            if not isinstance(on, bool):
-                return "bad_request: on must be a boolean"
-            ev.charge = on
-        elif op == "draw":
-            if "a" not in doc:
-                return "bad_request: a is required (a number, or null)"
-            a = doc["a"]
-            if a is not None and (_not_num(a) or not 0 <= a <= 100):
-                return "out_of_range: a must be 0..100 or null"
-            ev.draw_override = None if a is None else float(a)
-        elif op == "fault":
-            kind = doc.get("kind")
-            on = doc.get("on")
-            if kind not in self.faults:
-                return "out_of_range: unknown fault kind %s" % (kind,)
-            if not isinstance(on, bool):
-                return "bad_request: on must be a boolean"
-            self._integrate()
-            self.faults[kind] = on
-            if kind in ("weld", "stuck_open"):
-                self._set_contacts(self.contactor_cmd if not on or kind == "stuck_open" else self.contactor_closed)
-            if kind == "rcd_selftest":
-                self._rcd_test_eval()
-        elif op == "tag":
-            uid = doc.get("id")
-            if not isinstance(uid, str) or not 1 <= len(uid) <= 32:
-                return "bad_request: id must be a non-empty string (<= 32 chars)"
-            self._tag = uid
-        else:
-            return "unknown_op: %s" % (op,)
-        self._update_cp()
-        self._vehicle_eval()
-        self.changes += 1
-        return None
-
-    def _unplug(self):
-        ev = self.ev
-        ev.plugged = False
-        ev.s2 = False
-        ev.cur_a = 0.0
-        ev.draw_override = None
-        self._pending_s2 = None
-        self._cancel("s2")
-        self._cancel("follow")
+        return ev_ops.apply(self, doc)
 
     def ev_state(self):
         """The vehicle's view for `sim/<id>/ev/state`."""
@@ -603,16 +526,18 @@ class Plant:
             "contactor_out": self.contactor_closed,
         }
 
+    def unplug(self):
+        ev = self.ev
+        ev.plugged = False
+        ev.s2 = False
+        ev.cur_a = 0.0
+        ev.draw_override = None
+        self._pending_s2 = None
+        self._cancel("s2")
+        self._cancel("follow")
 
-def _integral(x):
-    if isinstance(x, float) and x == int(x):
-        return int(x)
-    return x
-
-
-def _not_int(x):
-    return isinstance(x, bool) or not isinstance(x, int)
-
-
-def _not_num(x):
-    return isinstance(x, bool) or not isinstance(x, (int, float))
+    def refresh(self):
+        """Re-evaluate the circuit and the vehicle after an input changed (used by ev_ops)."""
+        self._update_cp()
+        self._vehicle_eval()
+        self.changes += 1
