@@ -33,11 +33,16 @@ def duty_pm_for_da(da):
     """PWM duty (per mille) that advertises `da` deci-amperes (IEC 61851-1 Annex A).
 
     6-51 A: D% = I / 0.6; 51-80 A: D% = I / 2.5 + 64. Above 80 A the 80 A duty is returned.
+    (51-52.5 A have no duty of their own: 85 % = 51 A is returned.)
     Below 6 A no current may be signalled: returns 1000 (steady +12 V, X1 pause)."""
     if da < 60:
         return 1000
     if da <= 510:
         return (da * 10 + 3) // 6  # da / 6 * 10, rounded
+    if da < 525:
+        # 51..52.5 A: the upper formula would give < 85 %, which a vehicle reads with the lower
+        # formula (51 A); advertise 51 A explicitly, never more than asked
+        return 850
     if da > 800:
         da = 800
     return (da * 4 + 5) // 10 + 640  # da / 25 * 10 + 640, rounded

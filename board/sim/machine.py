@@ -30,15 +30,8 @@ class Pin:
     OPEN_DRAIN = 7
     PULL_UP = 2
     PULL_DOWN = 1
-    PULL_HOLD = 4
     IRQ_RISING = 1
     IRQ_FALLING = 2
-    WAKE_LOW = 4
-    WAKE_HIGH = 5
-    DRIVE_0 = 0
-    DRIVE_1 = 1
-    DRIVE_2 = 2
-    DRIVE_3 = 3
 
     def __init__(self, id, mode=-1, pull=-1, value=None, drive=None, hold=None):
         self.id = id
@@ -68,9 +61,6 @@ class Pin:
             self._out = out
             self._plant.pin_write(self.id, out)
         return None
-
-    def __call__(self, x=None):
-        return self.value(x)
 
     def on(self):
         self.value(1)
@@ -127,13 +117,6 @@ class PWM:
             self._push()
         return None
 
-    def duty_ns(self, value=None):
-        period_ns = 1000000000 // self._freq
-        if value is None:
-            return self._duty * period_ns // 65535
-        self.duty_u16(min(65535, value * 65535 // period_ns))
-        return None
-
     def deinit(self):
         self._active = False
         self._push()
@@ -144,9 +127,6 @@ class ADC:
     ATTN_2_5DB = 1
     ATTN_6DB = 2
     ATTN_11DB = 3
-    WIDTH_9BIT = 9
-    WIDTH_10BIT = 10
-    WIDTH_11BIT = 11
     WIDTH_12BIT = 12
 
     def __init__(self, pin, atten=None):
@@ -211,11 +191,6 @@ class SPI:
             out[i] = write
         self._plant.spi_xfer(self.id, out, buf)
 
-    def read(self, nbytes, write=0):
-        buf = bytearray(nbytes)
-        self.readinto(buf, write)
-        return bytes(buf)
-
     def write(self, buf):
         self._plant.spi_xfer(self.id, buf, bytearray(len(buf)))
 
@@ -242,31 +217,9 @@ def reset():
     raise SystemExit(75)
 
 
-def soft_reset():
-    raise SystemExit(75)
-
-
 def reset_cause():
     return PWRON_RESET
 
 
 def unique_id():
     return b"SIM0001"
-
-
-def freq(hz=None):
-    if hz is None:
-        return 240000000
-    return None
-
-
-def idle():
-    pass
-
-
-def disable_irq():
-    return 0
-
-
-def enable_irq(state=0):
-    pass

@@ -12,18 +12,18 @@ import math
 
 from board import circuit as C
 from board.sim.meter_model import Atm90e32Model
-from drivers.ntc import ohms_for_temp_c
+from board.sim.plant_io import CABLE_OHMS, PlantIO
 from drivers.pilot import da_for_duty_pm
 from firmware.ticks import ticks_diff
 
+__all__ = ["Plant", "Vehicle", "CABLE_OHMS", "FAULT_KINDS"]
+
 FAULT_KINDS = ("diode", "cp_short", "vent", "rcd_ac", "rcd_dc", "weld", "stuck_open", "overtemp", "rcd_selftest")
-CABLE_OHMS = {13: 1500, 20: 680, 32: 220, 63: 100}
 
 R_VEHICLE_B = 2740  # S1 side: always present when plugged
 R_VEHICLE_C = 1300  # S2
 R_VEHICLE_D = 270  # S2 with ventilation
 DIODE_DROP_V = 0.7
-ADC_MAX_UV = 3150000  # ESP32 ADC1 at 11 dB saturates a little above 3.1 V
 
 _NEVER = 1 << 52
 _MODE_PWM = 0
@@ -48,7 +48,7 @@ class Vehicle:
         self.wake_t = 0
 
 
-class Plant:
+class Plant(PlantIO):
     def __init__(self, clock=None, seed=1, adc_conv_us=23, follow_ms=3000, rise_ms=1000, s2_delay_ms=500,
                  stop_ms=1000, charge_off_ms=100, wake_ms=3000, contactor_close_ms=30, contactor_open_ms=20,
                  rcd_trip_ms=25, rcd_release_ms=15, cp_noise_mv=20, ambient_c=25.0, temp_rise_c=25.0,
@@ -389,121 +389,6 @@ class Plant:
         if closed != self.contactor_closed:
             self.contactor_closed = closed
             self._update_draw()
-
-    # -- pins ---------------------------------------------------------------------------------------
-    def pin_write(self, pin, v):
-        self.sync_now()
-        if pin == C.PIN_CONTACTOR:
-            on = bool(v)
-            if on != self.contactor_cmd:
-                self.contactor_cmd = on
-                self._at("contactor", self.contactor_close_ms if on else self.contactor_open_ms)
-        elif pin == C.PIN_PHASE_RELAY:
-            self.phase_cmd = bool(v)
-            self._at("phase", self.contactor_close_ms)
-        elif pin == C.PIN_RCD_TEST:
-            on = bool(v)
-            self.rcd_test_in = on
-            self._rcd_test_eval()
-        elif pin == C.PIN_METER_CS:
-            self._meter_cs = v
-
-    def _rcd_test_eval(self):
-        on = self.rcd_test_in or self.rcd_test_stuck
-        if on and not self.faults["rcd_selftest"]:
-            self._cancel("rcd_release")
-            if not self.rcd_test_trip:
-                self._at("rcd_trip", self.rcd_trip_ms)
-        else:
-            self._cancel("rcd_trip")
-            if self.rcd_test_trip:
-                self._at("rcd_release", self.rcd_release_ms)
-
-    def pin_readback(self, pin, out):
-        if pin == C.PIN_RCD_TEST and self.rcd_test_stuck:
-            return 1
-        return out
-
-    def pin_reader(self, pin):
-        if pin == C.PIN_CONTACTOR_SENSE:
-            return self.read_contactor_sense
-        if pin == C.PIN_RCD_AC:
-            return self.read_rcd_ac
-        if pin == C.PIN_RCD_DC:
-            return self.read_rcd_dc
-        if pin == C.PIN_BUTTON:
-            return self.read_button
-        return self.read_zero
-
-    def read_contactor_sense(self):
-        self.sync_now()
-        return 1 if self.contactor_closed and self.grid_on else 0
-
-    def read_rcd_ac(self):
-        self.sync_now()
-        return 1 if self.faults["rcd_ac"] else 0
-
-    def read_rcd_dc(self):
-        self.sync_now()
-        return 1 if self.faults["rcd_dc"] or self.rcd_test_trip else 0
-
-    def read_button(self):
-        self.sync_now()
-        return 0 if self.button_down else 1
-
-    def read_zero(self):
-        return 0
-
-    # -- analog -------------------------------------------------------------------------------------
-    def adc_reader(self, pin):
-        if pin == C.PIN_CP_ADC:
-            return self.read_cp
-        if pin == C.PIN_PP_ADC:
-            return self.read_pp
-        if pin == C.PIN_NTC_ADC:
-            return self.read_ntc
-        return self.read_zero
-
-    def pp_ohms(self):
-        ev = self.ev
-        if not ev.plugged or ev.cable_a is None:
-            return None
-        return CABLE_OHMS[ev.cable_a]
-
-    def read_pp(self):
-        self.sync_now()
-        r = self.pp_ohms()
-        if r is None:
-            uv = C.VREF_MV * 1000
-        else:
-            uv = C.VREF_MV * 1000 * r // (r + C.PP_PULLUP)
-        uv += self._noise(3000)
-        return max(0, min(ADC_MAX_UV, uv))
-
-    def read_ntc(self):
-        self.sync_now()
-        self._integrate()
-        t = 75.0 if self.faults["overtemp"] else self.temp_c
-        r = ohms_for_temp_c(t, C.NTC_R25, C.NTC_BETA)
-        uv = int(C.VREF_MV * 1000 * C.NTC_R_FIXED / (C.NTC_R_FIXED + r)) + self._noise(2000)
-        return max(0, min(ADC_MAX_UV, uv))
-
-    # -- SPI ----------------------------------------------------------------------------------------
-    def spi_xfer(self, bus, wbuf, rbuf):
-        self.sync_now()
-        if bus == C.SPI_ID and self._meter_cs == 0:
-            self._integrate()
-            self._update_draw()
-            self.meter.xfer(wbuf, rbuf)
-        else:
-            for k in range(len(rbuf)):
-                rbuf[k] = 0xFF  # nobody drives MISO: pulled up
-
-    # -- RFID ---------------------------------------------------------------------------------------
-    def pop_tag(self):
-        t = self._tag
-        self._tag = None
-        return t
 
     # -- simulator control (contract: sim/<id>/ev), in board/sim/ev_ops.py ---------------------
     def ev_op(self, doc):
