@@ -1,0 +1,103 @@
+"""tools/cloud: run the reference cloud for one installation, or send one command to a charger.
+
+    tools/cloud --broker HOST:PORT --installation FILE [--sessions FILE] [--period S] [--ttl S] [--view]
+    tools/cloud --broker HOST:PORT cmd SERIAL OP [--auth-id ID] [--settings JSON] [--session-id ID]
+
+OP: authorize (--auth-id), deauthorize, stop, resume, restart, set (--settings '{"max_current_a":16}'),
+settings (set with --settings, get without), get, session_ack (--session-id). Prints the reply; the
+exit status is 0 for ok, 1 for an error reply, 2 for no reply.
+"""
+
+import argparse
+import json
+import signal
+import sys
+import time
+
+from .balancer import BalancerParams
+from .cloud import Cloud, send_command
+
+OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "settings", "get", "session_ack")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="tools/cloud", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--broker", required=True, help="HOST:PORT of the MQTT broker")
+    ap.add_argument("--prefix", default="evse", help="topic prefix (default evse)")
+    ap.add_argument("--installation", help="installation file (JSON or TOML)")
+    ap.add_argument("--sessions", default="sessions.json", help="finished sessions store (default sessions.json)")
+    ap.add_argument("--period", type=float, default=3.0, help="allocation round in s (default 3)")
+    ap.add_argument("--ttl", type=int, default=30, help="lease length in s (default 30)")
+    ap.add_argument("--hold", type=float, default=12.0, help="s a lowered lease still counts (default 12)")
+    ap.add_argument("--min-run", type=float, default=120.0, help="s a started charger keeps its slot (default 120)")
+    ap.add_argument("--view", action="store_true", help="live terminal view")
+    sub = ap.add_subparsers(dest="action")
+    cp = sub.add_parser("cmd", help="send one command to a charger and print the reply")
+    cp.add_argument("serial")
+    cp.add_argument("op", choices=OPS)
+    cp.add_argument("--auth-id")
+    cp.add_argument("--settings", help="JSON object of settings for set")
+    cp.add_argument("--session-id")
+    cp.add_argument("--timeout", type=float, default=15.0)
+    a = ap.parse_args(argv)
+
+    if a.action == "cmd":
+        fields = {}
+        op = a.op
+        if op == "settings":
+            op = "set" if a.settings else "get"
+        if op == "authorize":
+            if not a.auth_id:
+                ap.error("authorize needs --auth-id")
+            fields["auth_id"] = a.auth_id
+        if op == "set":
+            if not a.settings:
+                ap.error("set needs --settings JSON")
+            try:
+                fields["settings"] = json.loads(a.settings)
+            except ValueError as e:
+                ap.error("--settings is not JSON: %s" % e)
+        if op == "session_ack":
+            if not a.session_id:
+                ap.error("session_ack needs --session-id")
+            fields["session_id"] = a.session_id
+        try:
+            reply = send_command(a.broker, a.serial, op, fields, prefix=a.prefix, timeout=a.timeout)
+        except (OSError, RuntimeError) as e:
+            print("error: %s" % e, file=sys.stderr)
+            return 2
+        if reply is None:
+            print("no reply from %s within %g s" % (a.serial, a.timeout), file=sys.stderr)
+            return 2
+        print(json.dumps(reply, indent=1))
+        return 0 if reply.get("ok") else 1
+
+    if not a.installation:
+        ap.error("--installation is required to run the cloud")
+    params = BalancerParams(period_s=a.period, ttl_s=a.ttl, hold_s=a.hold, min_run_s=a.min_run)
+    view = None
+    if a.view:
+        from .view import View
+        view = View()
+    logs = []
+    cloud = Cloud(a.broker, a.installation, prefix=a.prefix, sessions_path=a.sessions, params=params,
+                  log=(logs.append if view else lambda s: print(s, flush=True)))
+    signal.signal(signal.SIGTERM, lambda *_: cloud.stopping.set())
+    cloud.start()
+    print("cloud: %s, %d chargers, broker %s" % (cloud.inst.name, len(cloud.inst.chargers), a.broker), flush=True)
+    last = [0.0]
+
+    def render():
+        if view and time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            view.show(cloud.snapshot(), logs[-6:])
+        return False
+
+    try:
+        cloud.run(until=render)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cloud.stop()
+    return 0
