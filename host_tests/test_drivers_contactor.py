@@ -1,8 +1,9 @@
 # Contactor driver: sense checks after the actuation delay, weld / stuck-open faults, phase relay.
+from drvfakes import FakePin
+
 from board.sim.board import SimBoard
 from board.sim.clock import VirtualClock
 from drivers.contactor import Contactor
-from drvfakes import FakePin
 from firmware.ticks import PERIOD, ticks_add
 
 

@@ -1,10 +1,11 @@
 # Control pilot driver: duty from current, outputs, and plateau classification against hand-built
 # waveforms (noise, spikes, 10 % and 96 % duty) and against the simulated plant.
+from drvfakes import FakePWM, SeqADC, pwm_wave
+
 from board import circuit as C
 from board.sim.board import SimBoard
 from board.sim.clock import VirtualClock
 from drivers.pilot import Pilot, PilotCal, da_for_duty_pm, duty_pm_for_da
-from drvfakes import FakePWM, SeqADC, pwm_wave
 
 CAL = C.pilot_cal()
 

@@ -1,9 +1,10 @@
 # RCD driver: trip lines and the self-test state machine (pass, no trip, stuck tripped, stuck test
 # line, tripped before the test), on hand-built pins and on the simulated module.
+from drvfakes import FakePin
+
 from board.sim.board import SimBoard
 from board.sim.clock import VirtualClock
 from drivers.rcd import RCD
-from drvfakes import FakePin
 from firmware.ticks import PERIOD, ticks_add
 
 

@@ -1,0 +1,134 @@
+# Proximity, NTC, status LED and button drivers: on the simulated board and on hand-built fakes.
+from drvfakes import FakePin, SeqADC
+
+from board import circuit as C
+from board.sim.board import SimBoard
+from board.sim.clock import VirtualClock
+from drivers.button import Button
+from drivers.ntc import NTC, ohms_for_temp_c
+from drivers.proximity import Proximity, amps_for_ohms
+from drivers.status_led import StatusLed
+
+
+def pp_uv(ohms):
+    return 3300000 * ohms // (ohms + 1000)
+
+
+def test_pp_bands():
+    assert amps_for_ohms(50) == -1
+    assert amps_for_ohms(100) == 63 and amps_for_ohms(149) == 63
+    assert amps_for_ohms(220) == 32 and amps_for_ohms(680) == 20 and amps_for_ohms(1500) == 13
+    assert amps_for_ohms(2199) == 13 and amps_for_ohms(2300) == 0
+    for ohms, amps in ((40, -1), (100, 63), (220, 32), (680, 20), (1500, 13), (4000, 0)):
+        pp = Proximity(SeqADC([pp_uv(ohms)]), 1000, 3300)
+        assert pp.read() == amps, (ohms, pp.ohms)
+        assert abs(pp.ohms - ohms) <= ohms // 50 + 2
+    pp = Proximity(SeqADC([3150000]), 1000, 3300)  # open: ADC saturated below the rail
+    assert pp.read() == 0 and pp.ohms > 2200
+
+
+def test_pp_on_the_plant():
+    clock = VirtualClock(0)
+    b = SimBoard(clock)
+    assert b.pp.read() == 0
+    for cable in (13, 20, 32, 63):
+        b.plant.ev_op({"op": "plug", "cable_a": cable, "phases": 3, "max_a": 32})
+        assert b.pp.read() == cable
+    b.plant.ev_op({"op": "plug", "cable_a": None, "phases": 3, "max_a": 32})
+    assert b.pp.read() == 0
+    tb = SimBoard(clock, tethered_a=32)
+    assert tb.pp is None and tb.tethered_a == 32
+
+
+def ntc_uv(t_c):
+    r = ohms_for_temp_c(t_c)
+    return int(3300000 * 4700 / (4700 + r))
+
+
+def test_ntc_temperatures_open_and_short():
+    for t in (-20, 0, 25, 50, 75, 100):
+        n = NTC(SeqADC([ntc_uv(t)]))
+        assert abs(n.read() - t * 10) <= 5, (t, n.temp_dc)
+        assert n.fault is None
+    n = NTC(SeqADC([0]))
+    assert n.read() is None and n.fault == "open"
+    n = NTC(SeqADC([3150000]))
+    assert n.read() is None and n.fault == "short"
+    low_side = NTC(SeqADC([5000]), ntc_high=False)
+    assert low_side.read() is None and low_side.fault == "short"
+    n = NTC(SeqADC([ntc_uv(40)]))
+    assert n.read() == 400 and n.fault is None  # a fault clears when the reading is back
+
+
+def test_ntc_on_the_plant():
+    clock = VirtualClock(0)
+    b = SimBoard(clock)
+    assert abs(b.temp.read() - 250) <= 5
+    b.plant.ev_op({"op": "fault", "kind": "overtemp", "on": True})
+    assert abs(b.temp.read() - 750) <= 5
+    b.plant.ev_op({"op": "fault", "kind": "overtemp", "on": False})
+    assert abs(b.temp.read() - 250) <= 5
+
+
+def test_status_led_patterns():
+    pin = FakePin()
+    led = StatusLed(pin)
+    led.set_mode("connected_charging", 0)
+    led.update(10)
+    assert pin.level == 1
+    led.set_mode("fault", 100)
+    led.update(150)
+    assert pin.level == 1
+    led.update(250)
+    assert pin.level == 0
+    led.update(310)
+    assert pin.level == 1
+    led.set_mode("disabled", 400)
+    led.update(410)
+    assert pin.level == 0
+
+
+def test_button_debounce_short_and_long():
+    pin = FakePin(1)  # active low, released
+    b = Button(pin, debounce_ms=30, long_ms=2000)
+    assert b.poll(0) is None
+    pin.level = 0
+    assert b.poll(10) is None
+    pin.level = 1  # bounce
+    assert b.poll(15) is None
+    pin.level = 0
+    assert b.poll(20) is None
+    assert b.poll(45) is None and not b.pressed
+    assert b.poll(50) is None and b.pressed
+    pin.level = 1
+    assert b.poll(300) is None
+    assert b.poll(331) == "short"
+    pin.level = 0
+    b.poll(400)
+    b.poll(431)
+    assert b.poll(2430) is None
+    assert b.poll(2431) == "long"
+    assert b.poll(2500) is None
+    pin.level = 1
+    b.poll(2600)
+    assert b.poll(2640) is None  # no short after a long
+
+
+def test_board_attributes():
+    clock = VirtualClock(0)
+    b = SimBoard(clock, serial="SIM0042", reset_cause="watchdog", storage_root="build/tmp/x")
+    for name in ("pilot", "pp", "contactor", "meter", "rcd", "temp", "rfid", "led", "button", "wdt"):
+        assert getattr(b, name) is not None, name
+    assert b.hw_max_a == C.HW_MAX_A and b.phases == 3 and b.tethered_a is None
+    assert b.serial == "SIM0042" and b.reset_cause() == "watchdog" and b.storage_root == "build/tmp/x"
+    t = b.ticks_ms()
+    b.sleep_ms(25)
+    assert b.ticks_ms() - t == 25
+    b.wdt.feed()
+    b.plant.ev_op({"op": "tag", "id": "04A1B2"})
+    assert b.rfid.poll() == "04A1B2" and b.rfid.poll() is None
+    try:
+        b.reset()
+        raise AssertionError("no exit")
+    except SystemExit as e:
+        assert e.args[0] == 75 or e.code == 75
