@@ -13,6 +13,10 @@
 # See docs/hardware.md for the register map and units.
 from firmware.ticks import ticks_diff
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import SPI, Pin  # noqa: F401  (used in type comments)
+
 # register map (ATM90E32AS)
 METER_EN = 0x00
 CHANNEL_MAP_I = 0x01
@@ -68,8 +72,8 @@ ERR_SPI = "meter_spi"  # the SPI call raised
 class ATM90E32:
     def __init__(self, spi, cs, ugain=(0x8000, 0x8000, 0x8000), igain=(0x8000, 0x8000, 0x8000),
                  config=DEFAULT_CONFIG):
-        self.spi = spi
-        self.cs = cs
+        self.spi = spi  # type: SPI
+        self.cs = cs  # type: Pin
         self.config = list(config)
         for ph in range(3):
             self.config.append((UGAIN[ph], ugain[ph]))
@@ -84,7 +88,7 @@ class ATM90E32:
         self.energy_wh = 0
         self._rem = 0  # counts below one Wh
         self.ok = False
-        self.error = "meter_not_started"
+        self.error = "meter_not_started"  # type: str | None
         self.resets = 0  # chip resets detected and recovered
         self.errors = 0
         self._crc = None

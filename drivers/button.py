@@ -2,13 +2,17 @@
 # or 'long' (reported once while still held, when held for long_ms). Allocates nothing.
 from firmware.ticks import ticks_diff
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import Pin  # noqa: F401  (used in type comments)
+
 SHORT = "short"
 LONG = "long"
 
 
 class Button:
     def __init__(self, pin, active_low=True, debounce_ms=30, long_ms=2000):
-        self.pin = pin
+        self.pin = pin  # type: Pin
         self._down_level = 0 if active_low else 1
         self.debounce_ms = debounce_ms
         self.long_ms = long_ms

@@ -8,6 +8,10 @@
 # sets `fault` to 'open' or 'short'.
 import math
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import ADC  # noqa: F401  (used in type comments)
+
 OPEN = "open"
 SHORT = "short"
 
@@ -15,7 +19,7 @@ SHORT = "short"
 class NTC:
     def __init__(self, adc, r_fixed=4700, r25=10000, beta=3950, vref_mv=3300, ntc_high=True,
                  rail_mv=40, reads=4):
-        self.adc = adc
+        self.adc = adc  # type: ADC
         self.r_fixed = r_fixed
         self.r25 = r25
         self.beta = beta

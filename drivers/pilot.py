@@ -6,6 +6,10 @@
 #
 # Fast path (set_* while unchanged, sample()): integers only, allocates nothing.
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import ADC, PWM  # noqa: F401  (used in type comments)
+
 FREQ_HZ = 1000
 BURST = 100  # ADC reads per sample(); must span >= 2 PWM periods at the port's read cost
 
@@ -110,8 +114,8 @@ class Pilot:
     invert: the output stage inverts (a high GPIO gives -12 V)."""
 
     def __init__(self, pwm, adc, cal, burst=BURST, invert=False):
-        self.pwm = pwm
-        self.adc = adc
+        self.pwm = pwm  # type: PWM
+        self.adc = adc  # type: ADC
         self.cal = cal
         self.burst = burst
         self.invert = invert

@@ -5,6 +5,10 @@
 # IEC 61851-1 / 62196: <75 Ohm invalid; 100 Ohm 63 A; 220 Ohm 32 A; 680 Ohm 20 A; 1.5 kOhm 13 A;
 # above 2.2 kOhm no cable. Slow path (called a few times a second).
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import ADC  # noqa: F401  (used in type comments)
+
 OPEN_OHMS = 1000000
 
 # (upper bound in Ohm, capacity in A)
@@ -20,7 +24,7 @@ def amps_for_ohms(ohms):
 
 class Proximity:
     def __init__(self, adc, pullup_ohm=1000, vref_mv=3300, reads=4):
-        self.adc = adc
+        self.adc = adc  # type: ADC
         self.pullup_ohm = pullup_ohm
         self.vref_mv = vref_mv
         self.reads = reads

@@ -12,6 +12,10 @@
 # Fast path: poll() and selftest_poll() allocate nothing.
 from firmware.ticks import ticks_diff
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import Pin  # noqa: F401  (used in type comments)
+
 ERR_TRIPPED_BEFORE = "tripped_before_test"
 ERR_NO_TRIP = "no_trip"
 ERR_STUCK = "stuck_tripped"
@@ -25,9 +29,9 @@ _DONE = 3
 
 class RCD:
     def __init__(self, fault_ac, fault_dc, test, active_high=True, trip_window_ms=500, clear_ms=500):
-        self.fault_ac = fault_ac
-        self.fault_dc = fault_dc
-        self.test = test
+        self.fault_ac = fault_ac  # type: Pin
+        self.fault_dc = fault_dc  # type: Pin
+        self.test = test  # type: Pin
         self._on = 1 if active_high else 0
         self.trip_window_ms = trip_window_ms
         self.clear_ms = clear_ms

@@ -1,6 +1,10 @@
 # Status LED: one pin, a blink pattern per charger mode. update(now_ms) is cheap and allocates nothing.
 from firmware.ticks import ticks_diff
 
+TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
+if TYPE_CHECKING:
+    from machine import Pin  # noqa: F401  (used in type comments)
+
 # mode -> (on_ms, off_ms); off_ms 0 = steady on, on_ms 0 = off
 _PATTERNS = {
     "disconnected": (50, 2950),
@@ -15,7 +19,7 @@ _DEFAULT = (200, 800)
 
 class StatusLed:
     def __init__(self, pin, active_high=True):
-        self.pin = pin
+        self.pin = pin  # type: Pin
         self._on = 1 if active_high else 0
         self.mode = None
         self._on_ms, self._off_ms = _DEFAULT
