@@ -1,13 +1,22 @@
 # Proximity, NTC, status LED and button drivers: on the simulated board and on hand-built fakes.
+# The simulated board is imported inside its tests, so the hand-fake tests need little heap.
 from drvfakes import FakePin, SeqADC
 
-from board import circuit as C
-from board.sim.board import SimBoard
-from board.sim.clock import VirtualClock
 from drivers.button import Button
 from drivers.ntc import NTC, ohms_for_temp_c
 from drivers.proximity import Proximity, amps_for_ohms
 from drivers.status_led import StatusLed
+
+
+def sim_board():
+    import gc
+
+    from board.sim.board import SimBoard
+    from board.sim.clock import VirtualClock
+
+    gc.collect()
+    clock = VirtualClock(0)
+    return clock, SimBoard(clock)
 
 
 def pp_uv(ohms):
@@ -28,14 +37,15 @@ def test_pp_bands():
 
 
 def test_pp_on_the_plant():
-    clock = VirtualClock(0)
-    b = SimBoard(clock)
+    clock, b = sim_board()
     assert b.pp.read() == 0
     for cable in (13, 20, 32, 63):
         b.plant.ev_op({"op": "plug", "cable_a": cable, "phases": 3, "max_a": 32})
         assert b.pp.read() == cable
     b.plant.ev_op({"op": "plug", "cable_a": None, "phases": 3, "max_a": 32})
     assert b.pp.read() == 0
+    from board.sim.board import SimBoard
+
     tb = SimBoard(clock, tethered_a=32)
     assert tb.pp is None and tb.tethered_a == 32
 
@@ -61,8 +71,7 @@ def test_ntc_temperatures_open_and_short():
 
 
 def test_ntc_on_the_plant():
-    clock = VirtualClock(0)
-    b = SimBoard(clock)
+    clock, b = sim_board()
     assert abs(b.temp.read() - 250) <= 5
     b.plant.ev_op({"op": "fault", "kind": "overtemp", "on": True})
     assert abs(b.temp.read() - 750) <= 5
@@ -115,6 +124,10 @@ def test_button_debounce_short_and_long():
 
 
 def test_board_attributes():
+    from board import circuit as C
+    from board.sim.board import SimBoard
+    from board.sim.clock import VirtualClock
+
     clock = VirtualClock(0)
     b = SimBoard(clock, serial="SIM0042", reset_cause="watchdog", storage_root="build/tmp/x")
     for name in ("pilot", "pp", "contactor", "meter", "rcd", "temp", "rfid", "led", "button", "wdt"):
