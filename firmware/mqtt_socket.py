@@ -245,14 +245,38 @@ class TlsContext:
         return sock.wrap_tls(self.ctx, server_hostname)
 
 
+def pem_to_der(data):
+    """The first certificate of a PEM text as DER (some mbedTLS builds, the unix port's among them,
+    parse only DER)."""
+    import binascii
+
+    if isinstance(data, str):
+        data = data.encode()
+    start = data.find(b"-----BEGIN CERTIFICATE-----")
+    if start < 0:
+        return data  # DER already
+    start = data.find(b"\n", start) + 1
+    end = data.find(b"-----END CERTIFICATE-----", start)
+    if start <= 0 or end < 0:
+        raise ValueError("bad PEM")
+    return binascii.a2b_base64(b"".join(data[start:end].split()))
+
+
 def make_context(cadata, verify=True):
     """ssl.SSLContext for a client that verifies the broker against the provisioned CA."""
-    import ssl
+    try:
+        import ssl
+    except ImportError:  # `ssl` is a frozen wrapper; without `.frozen` on the path use `tls` itself
+        import tls as ssl
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if verify:
         ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=cadata)
+        der = pem_to_der(cadata)
+        try:
+            ctx.load_verify_locations(cadata=der)  # the `ssl` wrapper
+        except TypeError:
+            ctx.load_verify_locations(der)  # `tls` itself: positional only
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
