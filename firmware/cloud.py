@@ -31,7 +31,7 @@ class Cloud:
         self._last_state = None
         self._last_sessions = None
         self._restarting = False
-        self.stats = {"rx": 0, "replies": 0, "rejected": 0}
+        self.stats = {"rx": 0, "replies": 0, "rejected": 0, "errors": 0}
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, now_ms):
@@ -196,6 +196,7 @@ class Cloud:
             else:
                 self._on_config(payload, now_ms)
         except Exception as e:  # noqa: BLE001  a bug must not take the charger down
+            self.stats["errors"] += 1
             self._say("cloud: error handling", rel, repr(e))
 
     def _say(self, *a):

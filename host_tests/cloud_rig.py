@@ -135,7 +135,8 @@ def outcome(msgs):
 
 
 def snapshot(app):
+    # sorted: MicroPython dicts do not keep insertion order
     ch = app.charger
-    return json.dumps([app.settings, ch.lease.seq, ch.lease.valid, ch.lease.grid_da, ch.auth_state,
-                       getattr(ch, "_grant_valid", None), getattr(ch, "_stopped", None), app.restarts,
-                       len(app.sessions.pending())])
+    return json.dumps([sorted(app.settings.items()), ch.lease.seq, ch.lease.valid, ch.lease.grid_da,
+                       ch.auth_state, getattr(ch, "_grant_valid", None), getattr(ch, "_stopped", None),
+                       app.restarts, len(app.sessions.pending())])
