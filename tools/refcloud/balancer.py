@@ -137,6 +137,23 @@ class Balancer:
         if isinstance(lim, (int, float)) and not isinstance(lim, bool):
             ph = loaded_phases(self.inst.grid, t.cfg.phase_rotation, t.phases())
             t.reported.append((now, [float(lim) if g in ph else 0.0 for g in range(3)]))
+        if t.grants and self.followed(t, state):
+            # the charger applied our last lease and the vehicle draws no more than it: the older,
+            # higher grants and limits no longer need holding (early end of hold_s)
+            t.grants = t.grants[-1:]
+            t.reported = t.reported[-1:]
+
+    @staticmethod
+    def followed(t, state):
+        last = max(t.grants[-1][1])
+        vals = [state.get("limit_a"), state.get("offered_a")]
+        i = state.get("i_a")
+        if not isinstance(i, list) or not i:
+            return False
+        for v in vals + [x + (-0.45) if isinstance(x, (int, float)) else x for x in i]:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v > last + 0.05:
+                return False
+        return True
 
     # ---- accounting
     def committed(self, serial, now):

@@ -211,9 +211,10 @@ def demo_script(serials):
         (140, "%s: power cut" % b, lambda f: f.kill_charger(b)),
         (185, "%s: power back" % b, lambda f: f.start_charger(b)),
         (200, "%s: vehicle arrives (3-phase, 32 A)" % a, lambda f: f.arrive(a)),
+        (205, "%s: vehicle plugged in again (3-phase, 32 A)" % b, lambda f: f.arrive(b)),
         (230, "installer lowers the circuit breaker to 16 A", lambda f: f.cloud.set_breaker(
             f.inst.circuits[0].name, 16)),
-        (330, "end", None),
+        (360, "end", None),
     ]
 
 
