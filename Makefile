@@ -10,7 +10,7 @@ UMQTT  := build/lib/umqtt/simple.py
 PORT   ?= /dev/ttyUSB0
 PYTHON ?= python3
 
-.PHONY: setup test test-py test-mp lint typecheck bundle deploy sim bench clean
+.PHONY: setup test test-py test-mp lint typecheck bundle deploy sim sim-one plot bench clean
 
 setup: $(STAMP) $(UMQTT) build/.mosquitto
 
@@ -49,8 +49,18 @@ bundle: setup
 deploy: bundle
 	$(PY) tools/deploy.py --port $(PORT) build/bundle
 
+# The installation demo: local broker, reference cloud, three simulated chargers on one 32 A circuit,
+# scripted vehicles, live view; writes build/sim-plot.png on exit. SPEED scales the script only.
+SPEED ?= 1
 sim: setup
+	$(PY) tools/fleet.py --speed $(SPEED) --record build/sim-record.json --png build/sim-plot.png
+
+# One standalone charger with a scripted vehicle (no broker, no cloud).
+sim-one: setup
 	$(PY) tools/sim.py
+
+plot: $(STAMP)
+	$(PY) tools/refcloud/plot.py build/sim-record.json build/sim-plot.png
 
 bench: setup bundle
 	$(PY) tools/bench.py
