@@ -387,3 +387,19 @@ def test_node_loads_and_breakers():
     loads = allocator.node_loads(inst, {"C001": [1, 2, 3], "C003": [4, 0, 0]})
     assert loads == {"main": [5, 2, 3], "c0": [1, 2, 3], "c1": [4, 0, 0]}
     assert allocator.breakers(inst) == {"main": 63, "c0": 32, "c1": 16}
+
+
+def test_balancer_finished_vehicle_does_not_want_again_in_the_same_session():
+    inst = inst_doc(circuits=((32, 1),))
+    bal = Balancer(inst, BalancerParams())
+    st_ = {"standalone": False, "enabled": True, "faults": [], "phases": 3, "limit_a": 16, "i_a": [0, 0, 0],
+           "mode": "connected_charging", "session": {"id": "C001-1-1"}}
+    bal.on_online("C001", 0, True)
+    bal.on_state("C001", 0, st_)
+    assert bal.ch["C001"].wants(0, 25)
+    bal.on_state("C001", 1, dict(st_, mode="connected_finished"))
+    assert not bal.ch["C001"].wants(1, 25)
+    bal.on_state("C001", 2, dict(st_, mode="connected_requesting"))  # paused: cp B1
+    assert not bal.ch["C001"].wants(2, 25)
+    bal.on_state("C001", 3, dict(st_, mode="connected_requesting", session={"id": "C001-1-2"}))
+    assert bal.ch["C001"].wants(3, 25)
