@@ -140,6 +140,50 @@ class Status:
         print("@status " + json.dumps(doc))
 
 
+class BenchProbe:
+    """Benchmarks only (tools/bench.py), enabled by the environment variable SIM_BENCH: an `@bench` line
+    a second with the longest fast-loop gap in that second (app.max_gap_ms is read and reset) and the
+    heap in use. SIM_BENCH=mem also runs gc.collect() at every slow tick and reports the high-water of
+    the live heap (`live_max`); that costs loop time, so it is not for gap measurements."""
+
+    def __init__(self, app, mem):
+        self.app = app
+        self.mem = mem
+        self.last = None
+        self.live_max = 0
+        self.gap_max = 0
+
+    def __call__(self, now):
+        import gc
+
+        if self.mem:
+            gc.collect()
+            a = gc.mem_alloc()
+            if a > self.live_max:
+                self.live_max = a
+        if self.last is not None and ticks_diff(now, self.last) < STATUS_MS:
+            return
+        self.last = now
+        app = self.app
+        gap = app.max_gap_ms
+        app.max_gap_ms = 0
+        if gap > self.gap_max:
+            self.gap_max = gap
+        doc = {"up_ms": app.up_ms(now), "gap_ms": gap, "gap_max_ms": self.gap_max, "mem_alloc": gc.mem_alloc(),
+               "mem_free": gc.mem_free(), "live_max": self.live_max if self.mem else None,
+               "mode": app.charger.mode, "contactor": app.contactor_closed}
+        print("@bench " + json.dumps(doc))
+
+
+def _getenv(name):
+    try:
+        import os
+
+        return os.getenv(name)
+    except (ImportError, AttributeError):
+        return None
+
+
 def main():
     opts = parse_args(sys.argv[1:])
     sid = opts["id"]
@@ -159,6 +203,9 @@ def main():
     app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state"))
     if opts.get("status"):
         app.hooks.append(Status(app))
+    bench = _getenv("SIM_BENCH")
+    if bench:
+        app.hooks.append(BenchProbe(app, bench == "mem"))
     if ev_link is not None:
         ev_link.start()
     try:
