@@ -153,6 +153,7 @@ class AuthSessions:
         self._wake_done = False
         self._wake_active = False
         self._charged = False
+        self._ev_done = False
         self._oc_pen_da = 0
         self._stopped = False
         self._need_grant = False

@@ -112,6 +112,8 @@ class Charger(AuthSessions, Monitor):
         self._opened_ever = False
         self._opened_at = 0
         self._charged = False  # contactor closed at least once since plug-in
+        self._ev_done = False  # the vehicle left C by itself (PWM on) after charging: it is full
+        self._prev_letter = CP_A
         self._st = ST_IDLE
         self._st_at = 0
         # safety
@@ -169,6 +171,13 @@ class Charger(AuthSessions, Monitor):
 
         self._sense(now, inp, prev)
         letter = self._cur
+        # a vehicle that stops asking while it is offered current has finished; one that stops
+        # because the PWM went away (pause, stop, rest) has not
+        if letter == CP_C:
+            self._ev_done = False
+        elif letter == CP_B and self._prev_letter == CP_C and prev == PWM and self._charged:
+            self._ev_done = True
+        self._prev_letter = letter
         self._detect(now, inp, prev, was_closed)
         self._auth_tick(now)
 
@@ -302,7 +311,7 @@ class Charger(AuthSessions, Monitor):
             mode = DISCONNECTED
         elif self.contactor:
             mode = CHARGING
-        elif self._stopped or self._halted or (self._charged and self.pilot_mode == PWM and self._letter == CP_B):
+        elif self._stopped or self._halted or (self._ev_done and self._letter == CP_B):
             mode = FINISHED
         else:
             mode = REQUESTING

@@ -84,7 +84,7 @@ def validate(doc, hw_max_a):
     if not isinstance(doc, dict):
         raise SettingsError("bad_request", "settings must be a JSON object")
     out = {}
-    for key in doc:
+    for key in sorted(doc):  # sorted: the same error for the same document on both runtimes
         if key not in SCHEMA:
             raise SettingsError("bad_request", "unknown setting " + str(key)[:40])
         out[key] = _check(key, doc[key], hw_max_a)

@@ -2,7 +2,8 @@
 
 Every `test_*.py` module in this folder runs under CPython (plain pytest) and, unless it declares a
 module-level `CPYTHON_ONLY = "reason"`, also under the MicroPython unix port with the ESP32's heap
-(`micropython -X heapsize=112K`). Each MicroPython test is its own pytest item, `name[mp]`, marked
+(`micropython -X heapsize=112K`; a module that needs more declares `MP_HEAP = "256K"` with
+its reason beside it). Each MicroPython test is its own pytest item, `name[mp]`, marked
 `mp`; one micropython process runs a whole module and reports per test (tools/mptest.py).
 """
 
@@ -23,10 +24,26 @@ MP_TIMEOUT_S = 600
 sys.path.insert(0, ROOT)
 
 
+MPY_DIR = os.path.join(ROOT, "build", "mpy-test")
+
+
+def build_mpy():
+    """Compile firmware/, drivers/, board/ and umqtt with mpy-cross, as the device gets them.
+
+    Source compiled on the device (or the unix port) needs the compiler's heap on top of the
+    bytecode; the device image is .mpy (tools/build_bundle.py), and so is what these tests load."""
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), MPY_DIR],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+
+
 def mp_path(extra=()):
     """MICROPYPATH for running repository code on the unix port."""
     parts = list(extra) + [
         os.path.join(ROOT, "host_tests"),
+        MPY_DIR,
+        os.path.join(MPY_DIR, "lib"),
         ROOT,
         os.path.join(ROOT, "build", "lib"),
         ".frozen",
@@ -46,17 +63,18 @@ def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_ex
 
 
 def _module_info(path):
+    """(test names, CPYTHON_ONLY reason or None, MP_HEAP override or None) of a test module."""
     tree = ast.parse(path.read_text())
-    cpython_only = None
+    consts = {}
     tests = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
             tests.append(node.name)
         elif isinstance(node, ast.Assign):
             for t in node.targets:
-                if isinstance(t, ast.Name) and t.id == "CPYTHON_ONLY":
-                    cpython_only = ast.literal_eval(node.value)
-    return tests, cpython_only
+                if isinstance(t, ast.Name) and t.id in ("CPYTHON_ONLY", "MP_HEAP"):
+                    consts[t.id] = ast.literal_eval(node.value)
+    return tests, consts.get("CPYTHON_ONLY"), consts.get("MP_HEAP")
 
 
 def pytest_configure(config):
@@ -65,7 +83,7 @@ def pytest_configure(config):
 
 def pytest_collect_file(parent, file_path):
     if file_path.suffix == ".py" and file_path.name.startswith("test_"):
-        tests, cpython_only = _module_info(file_path)
+        tests, cpython_only, _ = _module_info(file_path)
         if tests and not cpython_only:
             return MPFile.from_parent(parent, path=file_path, name=file_path.name + "[mp]")
     return None
@@ -73,7 +91,8 @@ def pytest_collect_file(parent, file_path):
 
 class MPFile(pytest.File):
     def collect(self):
-        tests, _ = _module_info(self.path)
+        tests, _, heap = _module_info(self.path)
+        self.heap = heap or HEAP
         self._results = None
         for name in tests:
             item = MPItem.from_parent(self, name=name + "[mp]")
@@ -82,9 +101,12 @@ class MPFile(pytest.File):
             yield item
 
     def results(self):
+        if not _built:
+            build_mpy()
+            _built.append(True)
         if self._results is None:
             mod = self.path.stem
-            proc = run_micropython(["tools/mptest.py", mod])
+            proc = run_micropython(["tools/mptest.py", mod], heap=self.heap)
             res = {}
             for line in proc.stdout.splitlines():
                 if line.startswith("@@MPTEST "):
@@ -92,6 +114,9 @@ class MPFile(pytest.File):
                     res[parts[2]] = (parts[1] == "ok", json.loads(parts[3]) if len(parts) > 3 else "")
             self._results = (res, proc)
         return self._results
+
+
+_built = []
 
 
 class MPFailure(Exception):
@@ -114,7 +139,7 @@ class MPItem(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, MPFailure):
-            return "MicroPython (heap %s):\n%s" % (HEAP, excinfo.value)
+            return "MicroPython (heap %s):\n%s" % (self.parent.heap, excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

@@ -28,7 +28,7 @@ def main():
         sys.exit("no board at %s (give PORT=/dev/ttyUSB0 or /dev/ttyACM0)" % a.port)
     base = [mpremote(), "connect", a.port]
     dirs, files = [], []
-    for dirpath, dirnames, filenames in os.walk(a.bundle):
+    for dirpath, _dirs, filenames in os.walk(a.bundle):
         rel = os.path.relpath(dirpath, a.bundle)
         if rel == os.path.join("board", "sim") or rel.startswith(os.path.join("board", "sim") + os.sep):
             continue

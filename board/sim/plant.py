@@ -330,7 +330,8 @@ class Plant(PlantIO):
                     ev.awake = True
                 else:
                     ev.wake_stage = 1
-        want = ev.plugged and ev.charge and pwm and ev.awake
+        # a vehicle told to ignore the pilot (`draw` op) also ignores the PWM going away: it keeps S2
+        want = ev.plugged and ev.charge and ev.awake and (pwm or (ev.draw_override is not None and ev.s2))
         target = want
         if self._pending_s2 is not None and self._pending_s2 != target:
             self._pending_s2 = None
