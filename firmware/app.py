@@ -203,7 +203,7 @@ class App:
     def _checkpoint(self, now):
         self._last_checkpoint = now
         self._persist_energy()
-        self.sessions.checkpoint(self.energy_wh_persisted)
+        self.sessions.checkpoint(self.energy_wh_persisted, self.ts(now))
 
     def _drain_events(self, now):
         events = self.charger.pop_events()
@@ -268,11 +268,10 @@ class App:
         now = self.board.ticks_ms()
         self._persist_energy()
         if self.sessions.current is not None:
-            self.sessions.checkpoint(self.energy_wh_persisted)
+            self.sessions.checkpoint(self.energy_wh_persisted, self.ts(now))
         if self.link is not None:
             self.link.shutdown(2000)
         self.stopping = True
-        _ = now
 
     # ---- loop ---------------------------------------------------------------------------------
     def step(self, now):

@@ -40,10 +40,10 @@ def read_file(path):
         return f.read()
 
 
-def make_link(opts, client_id, subs, online):
+def make_link(opts, client_id, subs, online, key="broker"):
     from firmware.link import Link
 
-    host, _, port = opts["broker"].rpartition(":")
+    host, _, port = opts[key].rpartition(":")
     cadata = read_file(opts["tls-ca"]) if "tls-ca" in opts else None
     return Link(
         client_id,
@@ -55,6 +55,27 @@ def make_link(opts, client_id, subs, online):
         cadata=cadata,
         online_topic=online,
     )
+
+
+class TimedPlant(Plant):
+    """The plant, noting the plant time (ms, the firmware's own clock) of the last change of the
+    vehicle's S2 and of the contactor's output contacts, so that `sim/<id>/ev/state` can carry
+    exact reaction times that do not depend on how fast the broker delivers anything."""
+
+    s2_ms = None
+    contactor_ms = None
+
+    def _event(self, name):
+        s2 = self.ev.s2
+        Plant._event(self, name)
+        if self.ev.s2 != s2:
+            self.s2_ms = self.t_ms
+
+    def _set_contacts(self, closed):
+        was = self.contactor_closed
+        Plant._set_contacts(self, closed)
+        if self.contactor_closed != was:
+            self.contactor_ms = self.t_ms
 
 
 class Vehicle:
@@ -101,9 +122,13 @@ class Vehicle:
                 if m[1] is not None:
                     self.op(m[1])
             st = self.plant.ev_state()
+            # extra fields: plant time now and of the last S2 / contactor change (ms)
+            st["s2_ms"] = getattr(self.plant, "s2_ms", None)
+            st["contactor_ms"] = getattr(self.plant, "contactor_ms", None)
             if st != self.last_state or self.last_pub is None or ticks_diff(now, self.last_pub) >= EV_STATE_MS:
                 self.last_state = st
                 self.last_pub = now
+                st["t_ms"] = self.plant.t_ms
                 self.link.publish(self.topic_state, json.dumps(st), False, 0)
 
 
@@ -175,6 +200,12 @@ class BenchProbe:
         print("@bench " + json.dumps(doc))
 
 
+def _unix_time():
+    import time
+
+    return int(time.time())
+
+
 def _getenv(name):
     try:
         import os
@@ -188,8 +219,9 @@ def main():
     opts = parse_args(sys.argv[1:])
     sid = opts["id"]
     clock = RealClock()
-    plant = Plant(clock)
+    plant = TimedPlant(clock)
     board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"])
+    board.unix_time = _unix_time  # the host's clock stands in for NTP: `ts` fields are known
     first = None
     if "settings" in opts:
         first = json.loads(read_file(opts["settings"]))
@@ -198,7 +230,8 @@ def main():
     if "broker" in opts:
         base = prefix + "/" + sid + "/"
         link = make_link(opts, sid, [base + "limit", base + "cmd", base + "config"], base + "online")
-        ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None)
+        ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None,
+                            "ev-broker" if "ev-broker" in opts else "broker")
     app = App(board, link, serial=sid, prefix=prefix, first_settings=first)
     app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state"))
     if opts.get("status"):
