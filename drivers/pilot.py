@@ -6,6 +6,9 @@
 #
 # Fast path (set_* while unchanged, sample()): integers only, allocates nothing.
 
+# The duty formula is a fact of the standard, kept once with the other IEC 61851 numbers.
+from firmware.iec61851 import da_for_duty_pm, duty_pm_for_da  # noqa: F401  (re-exported)
+
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
     from machine import ADC, PWM  # noqa: F401  (used in type comments)
@@ -31,34 +34,6 @@ MODE_LOW = "low"
 ST_A = "A"
 ST_F = "F"
 ST_X = "X"
-
-
-def duty_pm_for_da(da):
-    """PWM duty (per mille) that advertises `da` deci-amperes (IEC 61851-1 Annex A).
-
-    6-51 A: D% = I / 0.6; 51-80 A: D% = I / 2.5 + 64. Above 80 A the 80 A duty is returned.
-    (51-52.5 A have no duty of their own: 85 % = 51 A is returned.)
-    Below 6 A no current may be signalled: returns 1000 (steady +12 V, X1 pause)."""
-    if da < 60:
-        return 1000
-    if da <= 510:
-        return (da * 10 + 3) // 6  # da / 6 * 10, rounded
-    if da < 525:
-        # 51..52.5 A: the upper formula would give < 85 %, which a vehicle reads with the lower
-        # formula (51 A); advertise 51 A explicitly, never more than asked
-        return 850
-    if da > 800:
-        da = 800
-    return (da * 4 + 5) // 10 + 640  # da / 25 * 10 + 640, rounded
-
-
-def da_for_duty_pm(pm):
-    """Inverse of duty_pm_for_da (what a vehicle reads from the PWM); 0 outside 8 %..97 %."""
-    if pm < 80 or pm > 970:
-        return 0
-    if pm <= 850:
-        return pm * 6 // 10
-    return (pm - 640) * 25 // 10
 
 
 class PilotCal:

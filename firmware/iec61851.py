@@ -31,16 +31,29 @@ MAX_SIGNAL_DA = 800
 
 
 def duty_pm_for_da(da):
-    """PWM duty in per-mille for a current in deci-amperes (IEC 61851-1 Annex A):
-    6-51 A: D% = I / 0.6; 51-80 A: D% = I / 2.5 + 64. Below 6 A there is no valid duty:
-    returns 1000 (steady +12 V, the caller must not signal a current)."""
+    """PWM duty in per-mille that advertises `da` deci-amperes (IEC 61851-1 Annex A):
+    6-51 A: D% = I / 0.6; 51-80 A: D% = I / 2.5 + 64; above 80 A the 80 A duty.
+    51-52.5 A have no duty of their own (the upper formula gives < 85 %, which a vehicle reads with
+    the lower one): 85 % = 51 A is returned, never more than asked.
+    Below 6 A there is no valid duty: returns 1000 (steady +12 V, the caller must not signal)."""
     if da < MIN_SIGNAL_DA:
         return 1000
-    if da > MAX_SIGNAL_DA:
-        da = MAX_SIGNAL_DA
     if da <= 510:
         return (da * 10 + 3) // 6  # da / 0.6, rounded
-    return (da * 2 + 2) // 5 + 640  # da / 2.5 + 640, rounded
+    if da < 525:
+        return 850
+    if da > MAX_SIGNAL_DA:
+        da = MAX_SIGNAL_DA
+    return (da * 4 + 5) // 10 + 640  # da / 2.5 + 640, rounded
+
+
+def da_for_duty_pm(pm):
+    """Inverse of duty_pm_for_da (what a vehicle reads from the PWM); 0 outside 8 %..97 %."""
+    if pm < 80 or pm > 970:
+        return 0
+    if pm <= 850:
+        return pm * 6 // 10
+    return (pm - 640) * 25 // 10
 
 
 # -- pilot modes (the output `pilot_mode`) -------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 from board import circuit as C
 from board.sim.meter_model import Atm90e32Model
 from board.sim.plant_io import CABLE_OHMS, PlantIO
-from drivers.pilot import da_for_duty_pm
+from firmware.iec61851 import da_for_duty_pm
 from firmware.ticks import ticks_diff
 
 __all__ = ["Plant", "Vehicle", "CABLE_OHMS", "FAULT_KINDS"]
