@@ -389,7 +389,7 @@ def test_node_loads_and_breakers():
     assert allocator.breakers(inst) == {"main": 63, "c0": 32, "c1": 16}
 
 
-def test_balancer_finished_vehicle_does_not_want_again_in_the_same_session():
+def test_balancer_finished_vehicle_does_not_want_until_it_asks_again():
     inst = inst_doc(circuits=((32, 1),))
     bal = Balancer(inst, BalancerParams())
     st_ = {"standalone": False, "enabled": True, "faults": [], "phases": 3, "limit_a": 16, "i_a": [0, 0, 0],
@@ -399,7 +399,5 @@ def test_balancer_finished_vehicle_does_not_want_again_in_the_same_session():
     assert bal.ch["C001"].wants(0, 25)
     bal.on_state("C001", 1, dict(st_, mode="connected_finished"))
     assert not bal.ch["C001"].wants(1, 25)
-    bal.on_state("C001", 2, dict(st_, mode="connected_requesting"))  # paused: cp B1
-    assert not bal.ch["C001"].wants(2, 25)
-    bal.on_state("C001", 3, dict(st_, mode="connected_requesting", session={"id": "C001-1-2"}))
-    assert bal.ch["C001"].wants(3, 25)
+    bal.on_state("C001", 2, dict(st_, mode="connected_requesting"))  # the vehicle asks again
+    assert bal.ch["C001"].wants(2, 25)

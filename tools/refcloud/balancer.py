@@ -11,9 +11,8 @@ inputs come from:
   reach it). `hold_s` covers the message delay, the charger's PWM update and the vehicle's follow
   time (IEC 61851: about 5 s): a lowered lease is not counted as lowered before then.
 - wants current: online, configured (standalone false), enabled, no fault, mode
-  connected_requesting or connected_charging, and not waiting for an authorization. A vehicle seen
-  `connected_finished` does not want current again within the same session: the firmware reports
-  a finished vehicle as connected_requesting once its PWM is paused (cp B1), see docs/cloud.md.
+  connected_requesting or connected_charging, and not waiting for an authorization (a full vehicle
+  is `connected_finished` until it asks again).
   (A lapsing lease is a lowering like any other: the last lease counts until `hold_s` after it lapses.)
 - cap: the installation's max_current_a, the cable (pp_a) and a demand estimate: a vehicle that has
   drawn well below its grant for `settle_s` gets capped at what it draws + `demand_margin_a`; the cap
@@ -58,7 +57,6 @@ class Tracked:
         self.wait_since = None
         self.demand_cap = None
         self.last = None            # last Grant
-        self.finished_session = None  # session id in which the vehicle was seen connected_finished
 
     # ---- derived from the last state
     def rot(self):
@@ -94,9 +92,6 @@ class Tracked:
             return False
         if st.get("mode") not in WANT_MODES:
             return False
-        sid = (st.get("session") or {}).get("id")
-        if st.get("mode") == "connected_requesting" and sid is not None and sid == self.finished_session:
-            return False  # the vehicle finished in this session; without PWM the firmware says requesting
         auth = st.get("auth") or {}
         if auth.get("required") and auth.get("state") != "authorized":
             return False
@@ -139,8 +134,6 @@ class Balancer:
             t.online = True
         t.state = state
         t.state_at = now
-        if state.get("mode") == "connected_finished":
-            t.finished_session = (state.get("session") or {}).get("id")
         lim = state.get("limit_a")
         if isinstance(lim, (int, float)) and not isinstance(lim, bool):
             ph = loaded_phases(self.inst.grid, t.cfg.phase_rotation, t.phases())
