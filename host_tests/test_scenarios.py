@@ -247,3 +247,20 @@ def test_fast_tick_allocates_nothing_while_charging():
     finally:
         micropython.heap_unlock()
     assert commanded(r)
+
+
+def test_failed_rcd_selftest_blocks_closing():
+    r = Rig()
+    r.ev({"op": "fault", "kind": "rcd_selftest", "on": True})
+    r.plug_and_charge(max_a=16)
+    r.run(8000)
+    assert not r.contactor_out() and not commanded(r)
+    assert "rcd_selftest" in r.ch.faults and r.ch.mode == "fault"
+
+
+def test_overtemperature_stops_charging():
+    r = charging_rig()
+    r.ev({"op": "fault", "kind": "overtemp", "on": True})
+    r.run(T.PWM_OFF_OPEN_MS + 3000, until=lambda: not commanded(r))
+    assert not commanded(r)
+    assert "overtemp" in r.ch.faults and r.ch.offered_da == 0
