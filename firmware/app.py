@@ -142,6 +142,8 @@ class App:
                 pilot.set_low()
         elif pilot.mode != "high":
             pilot.set_high()
+        if ch.phases != con.phases and not con.commanded:
+            con.set_phases(ch.phases)  # the phase relay moves only while the contactor is open
         if ch.contactor != con.commanded:
             con.set(ch.contactor, now)
         if ch.selftest_req and not self._selftest_running:

@@ -165,6 +165,7 @@ class CloudClient:
         self.topics = topics or [self.base + "#", self.sim + "ev/state"]
         self.c.on_message = self._on_message
         self.c.on_connect = self._on_connect
+        self.c.reconnect_delay_set(1, 1)  # back soon after a broker restart
         self._ready = threading.Event()
         self.c.connect("127.0.0.1", port, keepalive=30)
         self.c.loop_start()
@@ -440,3 +441,31 @@ class Rig:
             p.close()
         for b in self.brokers:
             b.close()
+
+
+def parallel(*fns):
+    """Run independent scenario parts (each with its own charger) at once; re-raise the first failure."""
+    errors = []
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001  reported below, in the test's thread
+            errors.append((fn.__name__, e))
+
+    threads = [threading.Thread(target=run, args=(fn,), daemon=True) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        name, e = errors[0]
+        raise AssertionError("%s failed: %s" % (name, e)) from e
+
+
+def monotonic_e_wh(cloud):
+    """e_wh of every state received, in arrival order, never decreases (across boots too)."""
+    vals = [m.d["e_wh"] for m in cloud.all("state")]
+    for a, b in zip(vals, vals[1:], strict=False):
+        assert b >= a, "e_wh went from %d to %d: %r" % (a, b, vals)
+    return vals
