@@ -324,26 +324,27 @@ def bench_safety(res, extra, notes, work, broker, trials):
         time.sleep(2)
         normal = ("SAFE-N1", "SAFE-N2")
         hole = ("SAFE-H1", "SAFE-H2")
-        proxy.set_mode("blackhole")
+        # H1/H2 (behind the proxy): slow broker (20 s) -> blackhole (the trials) -> down (20 s);
+        # N1/N2 (direct): the normal trials meanwhile
         for s in normal:
             procs[s].send("phase normal %d 400" % per)
-        for s in hole:
-            procs[s].send("phase blackhole %d 400" % per)
         phases = {}
-        for s in normal + hole:
-            line = procs[s].expect("@phase ", 420)
-            phases.setdefault("normal" if s in normal else "blackhole", []).append(
-                json.loads(line[7:]) if line else {"error": "no phase result"})
-        recv_before = traffic.received()
-        for s in normal:
-            procs[s].send("quit")
-        for mode, name in (("cut", "down"), ("dribble", "slow")):
+
+        def hole_phase(mode, name, n, max_s):
             proxy.set_mode(mode)
             for s in hole:
-                procs[s].send("phase %s 1000 20" % name)
+                procs[s].send("phase %s %d %d" % (name, n, max_s))
             for s in hole:
-                line = procs[s].expect("@phase ", 60)
+                line = procs[s].expect("@phase ", max_s + 60)
                 phases.setdefault(name, []).append(json.loads(line[7:]) if line else {"error": "no phase result"})
+        hole_phase("dribble", "slow", 1000, 20)
+        hole_phase("blackhole", "blackhole", per, 400)
+        hole_phase("cut", "down", 1000, 20)
+        for s in normal:
+            line = procs[s].expect("@phase ", 420)
+            phases.setdefault("normal", []).append(json.loads(line[7:]) if line else {"error": "no phase result"})
+            procs[s].send("quit")
+        recv_before = traffic.received()
         proxy.set_mode("pass")
         for s in hole:
             procs[s].send("quit")
@@ -459,6 +460,17 @@ def bench_limit(res, extra, notes, work, broker, n):
 
 # --------------------------------------------------------------------------------------------- fleet
 
+def _cpu():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v), v[3] + v[4]  # total, idle + iowait
+
+
+def _busy(a, b):
+    tot = b[0] - a[0]
+    return round(1 - (b[1] - a[1]) / tot, 3) if tot > 0 else None
+
+
 def fleet_installation(path, n, per_circuit=5):
     rots = ("L1L2L3", "L2L3L1", "L3L1L2")
     circuits = []
@@ -510,7 +522,7 @@ def run_fleet(n, work, heap_kb, limits):
     evc = None
     stop = threading.Event()
     sampler = None
-    cpu0 = os.times()
+    cpu0 = _cpu()
     t_start = time.monotonic()
     try:
         fleet.start(chargers=False)
@@ -555,49 +567,54 @@ def run_fleet(n, work, heap_kb, limits):
                     pass
         sampler = threading.Thread(target=sample_loop, daemon=True)
         sampler.start()
+        t_arr = time.monotonic()
         for i, s in enumerate(serials):
             fleet.arrive(s)
             if i % 20 == 19:
                 time.sleep(0.1)
 
-        def all_charging():
+        since = [None]
+
+        def settled(breaker, t_ref):
+            # settled: every grant at its target (nothing left to lower or raise), every vehicle drawing
+            # what it is granted (paused ones nothing), every circuit within its breaker; held 4 s
+            now = time.monotonic()
+            ch = snap()["chargers"]
             dr = fleet.draw()
-            return all(max(dr.get(s, [0, 0, 0])) > 5.5 for s in serials)
-        if not wait(all_charging, 45):
-            dr = fleet.draw()
-            out["reason"] = "%d of %d vehicles not charging 45 s after arrival" % (
-                sum(1 for s in serials if max(dr.get(s, [0, 0, 0])) <= 5.5), n)
+            if os.environ.get("BENCH_DEBUG"):
+                log("t+%.1f %s" % (now - t_ref, " ".join("%s:%s/%s/%.1f" % (s[-2:], c["grant_a"], c["target_a"], max(
+                    dr.get(s, [0, 0, 0]))) for s, c in sorted(ch.items()))))
+            ok = True
+            for s, c in ch.items():
+                g, tg = c["grant_a"] or 0.0, c["target_a"] or 0.0
+                drawn = max(dr.get(s, [0, 0, 0]))
+                if abs(g - tg) > 0.05 or abs(drawn - (g if g >= 6 else 0.0)) > 0.6:
+                    ok = False
+                    break
+            if ok:
+                for c in fleet.inst.circuits:
+                    if max(sum(dr.get(s, [0, 0, 0])[k] for s in c.serials) for k in range(3)) > breaker + 0.15:
+                        ok = False
+            if not ok:
+                since[0] = None
+                return False
+            if since[0] is None:
+                since[0] = now
+            return now - since[0] >= 4
+        if not wait(lambda: settled(32, t_arr), 60):
+            out["reason"] = "the fleet did not settle at 32 A per circuit within 60 s of the vehicles' arrival"
             return out
+        out["share_s"] = round(since[0] - t_arr, 1)
         expired_before = expired[0]
         t_step = time.monotonic()
         fleet.mark("breaker step 32 A -> 16 A on every circuit")
         for c in fleet.inst.circuits:
             fleet.cloud.set_breaker(c.name, 16)
-        last_change = [t_step]
-        prev = [None]
-        within = [None]
-
-        def settled():
-            now = time.monotonic()
-            sn = snap()
-            g = {s: c["grant_a"] for s, c in sn["chargers"].items()}
-            if g != prev[0]:
-                prev[0] = g
-                last_change[0] = now
-            dr = fleet.draw()
-            ok = True
-            for c in fleet.inst.circuits:
-                if max(sum(dr.get(s, [0, 0, 0])[k] for s in c.serials) for k in range(3)) > 16.15:
-                    ok = False
-            if ok and within[0] is None:
-                within[0] = now
-            if not ok:
-                within[0] = None
-            return within[0] is not None and now - last_change[0] >= 8 and now - within[0] >= 4
-        if not wait(settled, 75):
+        since[0] = None
+        if not wait(lambda: settled(16, t_step), 75):
             out["reason"] = "leases did not settle within 75 s of the breaker step"
             return out
-        out["converge_s"] = round(max(last_change[0], within[0]) - t_step, 1)
+        out["converge_s"] = round(since[0] - t_step, 1)
         time.sleep(2)
         out["limit_expired"] = expired[0] - expired_before
         out["ok"] = True
@@ -605,10 +622,6 @@ def run_fleet(n, work, heap_kb, limits):
         stop.set()
         if sampler is not None:
             sampler.join(2)
-        wall = time.monotonic() - t_start
-        cpu1 = os.times()
-        out["cpu_load"] = round((cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system
-                                 + cpu1.user + cpu1.system - cpu0.user - cpu0.system) / max(wall, 1e-3), 2)
         la = os.getloadavg()[0]
         out["loadavg_1m"] = round(la, 2)
         rec = fleet.recording()
@@ -617,7 +630,8 @@ def run_fleet(n, work, heap_kb, limits):
             evc.disconnect()
         gaps = []
         logs = fleet.dir
-        fleet.stop()  # children's CPU time is counted once they are reaped
+        fleet.stop()
+        out["cpu_busy"] = _busy(cpu0, _cpu())  # whole machine, this run (2 cores = 1.0)
         out["overload_events"] = len(check_overload(rec, grace_s)) if rec["samples"] else None
         out["samples"] = len(rec["samples"])
         # loop gaps from the chargers' @bench lines (one a second, gap within that second), skipping boot
@@ -630,8 +644,8 @@ def run_fleet(n, work, heap_kb, limits):
             if len(bl) > 3:
                 gaps.append(max(b["gap_ms"] for b in bl[3:]))
         shutil.rmtree(logs, ignore_errors=True)
-    out["gap_max_ms"] = max(gaps) if gaps else None
-    out["gap_p50_ms"] = pct(gaps, 50) if gaps else None
+        out["gap_max_ms"] = max(gaps) if gaps else None
+        out["gap_p50_ms"] = pct(gaps, 50) if gaps else None
     if out["ok"]:
         if out["gap_max_ms"] is None or out["gap_max_ms"] > limits["gap_ms"]:
             out["ok"] = False
@@ -658,9 +672,9 @@ def bench_fleet(res, extra, notes, work, sizes, heap_kb):
         log("fleet %d: starting" % n)
         r = run_fleet(n, work, heap_kb, limits)
         runs.append(r)
-        log("fleet %d: %s%s; converge %s s, overload samples %s, gap max %s ms, limit_expired %s, cpu %s cores" % (
+        log("fleet %d: %s%s; converge %s s, overload samples %s, gap max %s ms, limit_expired %s, cpu busy %s" % (
             n, "pass" if r["ok"] else "FAIL", "" if r["ok"] else " (" + str(r["reason"]) + ")", r["converge_s"],
-            r["overload_events"], r.get("gap_max_ms"), r.get("limit_expired"), r.get("cpu_load")))
+            r["overload_events"], r.get("gap_max_ms"), r.get("limit_expired"), r.get("cpu_busy")))
         if not r["ok"]:
             break
         best = r
@@ -716,7 +730,7 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=200, help="safety trials per network condition")
     ap.add_argument("--limits", type=int, default=200, help="limit messages timed")
     ap.add_argument("--fleet", default="10,50,100,200", help="fleet sizes, tried in order until one fails")
-    ap.add_argument("--fleet-heap", type=int, default=0, help="KiB per simulated charger (default: 2 x heap_min)")
+    ap.add_argument("--fleet-heap", type=int, default=0, help="KiB per simulated charger (default: 1.5 x heap_min)")
     a = ap.parse_args(argv)
     only = set(a.only.split(","))
     if not os.path.exists(os.path.join(BUNDLE, "main.py")):
@@ -746,7 +760,7 @@ def main(argv=None):
             broker.stop()
             broker = None
         if "fleet" in only:
-            heap = a.fleet_heap or max(96, 2 * (res.get("heap_min_kb") or 64))
+            heap = a.fleet_heap or int(1.5 * (res.get("heap_min_kb") or 210))
             extra["fleet_heap_kb"] = heap
             bench_fleet(res, extra, notes, work, [int(x) for x in a.fleet.split(",")], heap)
     finally:
