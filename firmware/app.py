@@ -242,7 +242,8 @@ class App:
             new = settings_mod.merged(self.settings, doc, self.board.hw_max_a)
         except settings_mod.SettingsError as e:
             return (e.code, e.detail)
-        self.store.write_json("settings.json", new)
+        if new != self.settings:  # the retained `config` comes back at every connect: no flash write
+            self.store.write_json("settings.json", new)
         self.settings = new
         self.charger.apply_settings(new)
         return None
@@ -262,7 +263,7 @@ class App:
         if self.board.contactor.closed and waited < RESTART_GRACE_MS:
             return  # let the vehicle wind down; the core has removed the PWM
         if self.link is not None:
-            self.link.shutdown(2000)
+            self.link.shutdown(2000, self._idle)
         self.board.reset()
 
     def shutdown(self):
@@ -272,8 +273,14 @@ class App:
         if self.sessions.current is not None:
             self.sessions.checkpoint(self.energy_wh_persisted, self.ts(now))
         if self.link is not None:
-            self.link.shutdown(2000)
+            self.link.shutdown(2000, self._idle)
         self.stopping = True
+
+    def _idle(self):
+        """Called by Link.shutdown() every ~10 ms while it waits for the link: keep the fast tick
+        (pilot, contactor, RCD) and the watchdog going."""
+        self.fast_tick(self.board.ticks_ms())
+        self.board.wdt.feed()
 
     # ---- loop ---------------------------------------------------------------------------------
     def step(self, now):

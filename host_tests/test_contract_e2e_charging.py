@@ -77,7 +77,7 @@ def test_limits(rig):
         lat["limit_to_pwm_ms"] = (ev.t - t0) * 1000
         st = cl.state(lambda d: d["offered_a"] == 10.0, 2, m)
         assert st["limit_src"] == "cloud"
-        assert lat["limit_to_pwm_ms"] < 500, lat
+        assert lat["limit_to_pwm_ms"] < 1500, lat  # at once, not after the 5 s raise interval
 
         # stale seq: ignored (and said so); ttl out of range: rejected whole (its seq is not consumed)
         for doc in ({"a": 20, "ttl_s": 30, "seq": 11}, {"a": 20, "ttl_s": 30, "seq": 3},

