@@ -4,6 +4,7 @@
 # contactor is closed and the vehicle draws, then, in steady charging:
 #   - allocation: gc disabled, gc.mem_alloc() before/after N fast ticks; then heap_lock() over N ticks
 #     (MemoryError = the tick allocated);
+#   - the whole loop with its slow work (no cloud): bytes allocated per second;
 #   - time: time.ticks_us() around each App.fast_tick (CPU time of the tick, not the 10 ms period),
 #     and separately around Charger.tick alone and Pilot.sample alone (the simulated plant's share).
 import gc
@@ -20,6 +21,75 @@ from firmware.app import App
 
 N_ALLOC = 2000
 N_TIME = 3000
+
+
+class SimAlloc:
+    """Counts the bytes allocated inside the simulated plant (entry points wrapped with fixed-arity
+    closures, so the wrapping itself allocates nothing per call)."""
+
+    def __init__(self, plant):
+        self.bytes = 0
+        self.depth = 0
+        for name in ("sync", "update", "spi_xfer", "pin_write", "refresh"):
+            f = getattr(plant, name)
+            setattr(plant, name, self._wrap(name, f))
+        f = plant.pwm_write
+
+        def pwm_write(pin, freq, duty, active):
+            self.depth += 1
+            m0 = gc.mem_alloc()
+            f(pin, freq, duty, active)
+            self.depth -= 1
+            if self.depth == 0:
+                self.bytes += gc.mem_alloc() - m0
+
+        plant.pwm_write = pwm_write
+        f2 = plant.sync_now
+
+        def sync_now():
+            self.depth += 1
+            m0 = gc.mem_alloc()
+            f2()
+            self.depth -= 1
+            if self.depth == 0:
+                self.bytes += gc.mem_alloc() - m0
+
+        plant.sync_now = sync_now
+
+    def _wrap(self, name, f):
+        def w0():
+            self.depth += 1
+            m0 = gc.mem_alloc()
+            f()
+            self.depth -= 1
+            if self.depth == 0:
+                self.bytes += gc.mem_alloc() - m0
+
+        def w1(a):
+            self.depth += 1
+            m0 = gc.mem_alloc()
+            f(a)
+            self.depth -= 1
+            if self.depth == 0:
+                self.bytes += gc.mem_alloc() - m0
+
+        def w2(a, b):
+            self.depth += 1
+            m0 = gc.mem_alloc()
+            f(a, b)
+            self.depth -= 1
+            if self.depth == 0:
+                self.bytes += gc.mem_alloc() - m0
+
+        def w3(a, b, c):
+            self.depth += 1
+            m0 = gc.mem_alloc()
+            f(a, b, c)
+            self.depth -= 1
+            if self.depth == 0:
+                self.bytes += gc.mem_alloc() - m0
+
+        return {"sync": w1, "update": w0, "refresh": w0, "spi_xfer": w3, "pin_write": w2}[name]
 
 
 def pct(xs, p):
@@ -100,6 +170,21 @@ def main():
     res["core_us_p99"] = pct(t_core, 99)
     res["pilot_sample_us_p50"] = pct(t_pilot, 50)
     res["pilot_sample_us_p99"] = pct(t_pilot, 99)
+    # the whole loop (fast ticks + slow work: meter, temperature, PP, sessions, checkpoints; no cloud
+    # link here): bytes allocated per second of steady charging, i.e. the GC pressure; and the same
+    # without what the simulated plant behind the fake peripherals allocates (its float physics and
+    # register model): the firmware's own share.
+    sim = SimAlloc(plant)
+    gc.collect()
+    gc.disable()
+    a0 = gc.mem_alloc()
+    for _ in range(300):
+        w = app.step(clock.ticks_ms())
+        clock.sleep_ms(w if w > 0 else 1)
+    a1 = gc.mem_alloc()
+    gc.enable()
+    res["loop_alloc_bytes_per_s"] = (a1 - a0) // 3
+    res["loop_alloc_fw_bytes_per_s"] = (a1 - a0 - sim.bytes) // 3
     res["still_charging"] = board.contactor.closed
     # the ADC reads of one pilot sample, for scaling to the ESP32
     res["pilot_adc_reads"] = board.pilot.burst

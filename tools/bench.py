@@ -138,10 +138,18 @@ def bench_tick(res, extra, work):
     r = json.loads(line[len("@result "):])
     if not r.get("charging") or not r.get("still_charging"):
         raise RuntimeError("mp_tick: not in steady charging: %r" % r)
+    p = Proc([MP, "-X", "heapsize=512K", os.path.join(ROOT, "bench", "mp_modules.py")], env=mp_env(), stdin=False)
+    line = p.expect("@modules ", 60)
+    p.stop()
+    if line is not None:
+        extra["module_heap_bytes"] = json.loads(line[len("@modules "):])
+        log("heap taken by loaded modules (bytes): %s" % extra["module_heap_bytes"])
     res["tick_alloc_bytes"] = r["tick_alloc_bytes"]
     res["tick_us_p50"] = r["tick_us_p50"]
     res["tick_us_p99"] = r["tick_us_p99"]
     extra["tick"] = r
+    log("loop allocation in steady charging: %d B/s, %d B/s without the simulated plant's" % (
+        r["loop_alloc_bytes_per_s"], r["loop_alloc_fw_bytes_per_s"]))
     log("tick: %.3f bytes/tick (heap_lock over %d ticks: %s), %d/%d us p50/p99 (core %d/%d, pilot.sample %d/%d)" % (
         r["tick_alloc_bytes"], r["alloc_ticks"], "ok" if r["heap_lock_ok"] else "MemoryError", r["tick_us_p50"],
         r["tick_us_p99"], r["core_us_p50"], r["core_us_p99"], r["pilot_sample_us_p50"], r["pilot_sample_us_p99"]))

@@ -1,0 +1,38 @@
+# Heap taken by each loaded module of the bundle image on the MicroPython unix port (run by
+# tools/bench.py; prints one JSON line). Imports in dependency order and measures gc.mem_alloc() after
+# gc.collect() following each group: code loaded from .mpy (bytecode, constants, qstr tables, function
+# and class objects) plus module-level data. On a device with frozen modules / ROMFS most of this stays
+# in flash instead.
+import gc
+import json
+
+GROUPS = (
+    ("core", ("firmware.ticks", "firmware.iec61851", "firmware.safety", "firmware.monitor", "firmware.lease",
+              "firmware.auth", "firmware.charger")),
+    ("app", ("firmware.settings", "firmware.storage", "firmware.sessions", "firmware.app")),
+    ("cloud", ("firmware.protocol", "firmware.cloud")),
+    ("link", ("firmware.mqtt_socket", "firmware.link", "umqtt.simple")),
+    ("drivers", ("drivers.pilot", "drivers.contactor", "drivers.rcd", "drivers.atm90e32", "drivers.ntc",
+                 "drivers.proximity", "drivers.button", "drivers.status_led", "board.circuit")),
+    ("sim_only", ("board.sim.machine", "board.sim.meter_model", "board.sim.plant_io", "board.sim.plant",
+                  "board.sim.ev_ops", "board.sim.clock", "board.sim.board", "board.sim.runner")),
+)
+
+
+def main():
+    gc.collect()
+    base = gc.mem_alloc()
+    prev = base
+    out = {}
+    for name, mods in GROUPS:
+        for m in mods:
+            __import__(m)
+        gc.collect()
+        a = gc.mem_alloc()
+        out[name] = a - prev
+        prev = a
+    out["total"] = prev - base
+    print("@modules " + json.dumps(out))
+
+
+main()
