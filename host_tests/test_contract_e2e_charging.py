@@ -31,7 +31,11 @@ def rig(tmp_path):
 
 
 def online(cl, since=0, timeout=15):
+    """The charger is connected, and so is its vehicle link (it publishes ev/state only once it is
+    connected and subscribed to sim/<id>/ev)."""
     cl.wait("online", lambda p: p == b"online", timeout, since)
+    if cl.sim + "ev/state" in cl.topics:
+        cl.wait("ev/state", None, timeout, since)
 
 
 def charging(cl, since=0, timeout=8):
@@ -480,7 +484,8 @@ def test_sessions(rig):
         sid = "E2EOUT"
         ch, cl = rig.charger(sid, FAST, port=cloud_broker.port, ev_port=ev_broker.port, cloud_port=cloud_broker.port)
         car = rig.client(sid, port=ev_broker.port, topics=["sim/%s/ev/state" % sid])
-        online(cl)
+        cl.wait("online", lambda p: p == b"online", 15)
+        car.ev_state(None, 10)
         car.plug()
         started = cl.event("session_started", None, 5)
         car.ev_state(lambda d: d["contactor_out"] is True, 8)
@@ -492,7 +497,7 @@ def test_sessions(rig):
         time.sleep(1.5)  # the session closes while the cloud is unreachable
         m = cl.mark()
         cloud_broker.start()
-        online(cl, m, 20)
+        cl.wait("online", lambda p: p == b"online", 20, m)
         sess = check_session(cl.wait("session", lambda d: d["id"] == started["session_id"], 12, m).d)
         assert sess["stop_reason"] == "ev_unplugged" and sess["wh"] > 0, sess
         ack_once_then_never(cl, sess["id"], 6.0)
@@ -500,3 +505,46 @@ def test_sessions(rig):
         assert_ordered(cl)
 
     parallel(plug_charge_unplug_retry_ack, power_cut_mid_charge, broker_outage)
+
+
+# ---- final stop, faults --------------------------------------------------------------------------
+def test_final_stop_and_faults(rig):
+    def final_stop_then_unplug():
+        ch, cl = rig.charger("E2ESTOP", FAST)
+        online(cl)
+        cl.plug()
+        charging(cl)
+        m = cl.mark()
+        assert cl.cmd("stop")["ok"] is True
+        cl.state(lambda d: d["contactor"] is False, 8, m)
+        cl.ev("unplug")
+        sess = check_session(cl.wait("session", None, 5, m).d)
+        assert sess["stop_reason"] == "cmd_stop", sess
+
+    def rcd_trip():
+        ch, cl = rig.charger("E2ERCD", FAST)
+        online(cl)
+        cl.plug()
+        charging(cl)
+        m = cl.mark()
+        cl.ev("fault", kind="rcd_ac", on=True)
+        ev = cl.event("fault", None, 3, m)
+        assert ev["fault"] == "rcd_ac", ev
+        cl.ev_state(lambda d: d["contactor_out"] is False, 1, m)
+        st = cl.state(lambda d: "rcd_ac" in d["faults"] and d["contactor"] is False, 3, m)
+        assert st["mode"] == "fault" and st["offered_a"] == 0.0, st
+
+    def vent_required():
+        ch, cl = rig.charger("E2EVENT", FAST)
+        online(cl)
+        cl.ev("fault", kind="vent", on=True)
+        m = cl.mark()
+        cl.plug()
+        ev = cl.event("fault", lambda d: d["fault"] == "vent_required", 8, m)
+        st = cl.state(lambda d: "vent_required" in d["faults"], 3, m)
+        assert st["mode"] == "fault" and st["contactor"] is False, st
+        time.sleep(1.0)
+        assert not cl.all("ev/state", m, lambda d: d["contactor_out"]), "closed for a vehicle in state D"
+        _ = ev
+
+    parallel(final_stop_then_unplug, rcd_trip, vent_required)

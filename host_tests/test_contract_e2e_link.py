@@ -217,6 +217,7 @@ def test_contactor_opens_within_100ms_of_c_to_b_with_cloud_link_blackholed(rig):
     rig.proxies.append(proxy)
     ch, cl = rig.charger(sid, FAST, port=proxy.port, ev_port=rig.broker.port)
     cl.wait("online", lambda p: p == b"online", 15)
+    cl.wait("ev/state", None, 15)  # the vehicle link is connected and subscribed
     cl.plug()
     cl.ev_state(lambda d: d["contactor_out"] is True, 8)
     cl.state(lambda d: d["contactor"] is True, 3)

@@ -128,8 +128,9 @@ class Vehicle:
             if st != self.last_state or self.last_pub is None or ticks_diff(now, self.last_pub) >= EV_STATE_MS:
                 self.last_state = st
                 self.last_pub = now
-                st["t_ms"] = self.plant.t_ms
-                self.link.publish(self.topic_state, json.dumps(st), False, 0)
+                out = dict(st)
+                out["t_ms"] = self.plant.t_ms
+                self.link.publish(self.topic_state, json.dumps(out), False, 0)
 
 
 class Status:
