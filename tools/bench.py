@@ -752,10 +752,12 @@ def main(argv=None):
                 res[k] = old[k]
     extra, notes = {}, {}
     work = tempfile.mkdtemp(prefix="evse-bench-")
-    os.makedirs(os.path.join(work, "mosq"))
-    broker = Broker(folder=os.path.join(work, "mosq")).start() if only & {"heap", "safety", "limit"} else None
+    broker = None
     signal.signal(signal.SIGTERM, _on_term)
     try:
+        if only & {"heap", "safety", "limit"}:
+            os.makedirs(os.path.join(work, "mosq"))
+            broker = Broker(folder=os.path.join(work, "mosq")).start()
         if "tick" in only:
             bench_tick(res, extra, work)
         if "heap" in only:
