@@ -10,7 +10,7 @@ UMQTT  := build/lib/umqtt/simple.py
 PORT   ?= /dev/ttyUSB0
 PYTHON ?= python3
 
-.PHONY: setup test test-py test-mp lint typecheck bundle deploy sim sim-one plot bench clean
+.PHONY: setup test test-py test-mp lint typecheck bundle deploy romfs deploy-romfs sim sim-one plot bench clean
 
 setup: $(STAMP) $(UMQTT) build/.mosquitto
 
@@ -48,6 +48,14 @@ bundle: setup
 
 deploy: bundle
 	$(PY) tools/deploy.py --port $(PORT) build/bundle
+
+# ROMFS image of the device modules: on a MicroPython build with a ROMFS partition the bytecode runs
+# from flash, which leaves most of a 112 KB heap free (bench/README.md).
+romfs: setup
+	$(PY) tools/build_bundle.py build/bundle --romfs build/firmware.romfs
+
+deploy-romfs: romfs
+	$(PY) tools/deploy.py --port $(PORT) --romfs build/firmware.romfs build/bundle
 
 # The installation demo: local broker, reference cloud, three simulated chargers on one 32 A circuit,
 # scripted vehicles, live view; writes build/sim-plot.png on exit. SPEED scales the script only.

@@ -2,9 +2,11 @@
 # tools/bench.py; prints one JSON line). Imports in dependency order and measures gc.mem_alloc() after
 # gc.collect() following each group: code loaded from .mpy (bytecode, constants, qstr tables, function
 # and class objects) plus module-level data. On a device with frozen modules / ROMFS most of this stays
-# in flash instead.
+# in flash instead: with an argument (a ROMFS image) the modules are imported from a mounted VfsRom,
+# bytecode executed in place, which measures that.
 import gc
 import json
+import sys
 
 GROUPS = (
     ("core", ("firmware.ticks", "firmware.iec61851", "firmware.safety", "firmware.monitor", "firmware.lease",
@@ -20,11 +22,23 @@ GROUPS = (
 
 
 def main():
+    groups = GROUPS
+    if len(sys.argv) > 1:
+        # ROMFS: the image (built by tools/build_bundle.py --romfs) is mounted like a board's /rom;
+        # its buffer is allocated before the baseline, as it lives in flash on the device
+        import vfs
+
+        with open(sys.argv[1], "rb") as f:
+            img = f.read()
+        vfs.mount(vfs.VfsRom(img), "/rom")
+        sys.path.insert(0, "/rom/lib")
+        sys.path.insert(0, "/rom")
+        groups = GROUPS[:-1]  # the simulator is not in the device image
     gc.collect()
     base = gc.mem_alloc()
     prev = base
     out = {}
-    for name, mods in GROUPS:
+    for name, mods in groups:
         for m in mods:
             __import__(m)
         gc.collect()

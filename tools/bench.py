@@ -144,6 +144,16 @@ def bench_tick(res, extra, work):
     if line is not None:
         extra["module_heap_bytes"] = json.loads(line[len("@modules "):])
         log("heap taken by loaded modules (bytes): %s" % extra["module_heap_bytes"])
+    image = os.path.join(work, "firmware.romfs")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), os.path.join(work, "bundle"),
+                    "--romfs", image], check=True, capture_output=True)
+    p = Proc([MP, "-X", "heapsize=512K", os.path.join(ROOT, "bench", "mp_modules.py"), image], env=mp_env(),
+             stdin=False)
+    line = p.expect("@modules ", 60)
+    p.stop()
+    if line is not None:
+        extra["module_heap_romfs_bytes"] = json.loads(line[len("@modules "):])
+        log("heap taken by the same modules run from a ROMFS image (bytes): %s" % extra["module_heap_romfs_bytes"])
     res["tick_alloc_bytes"] = r["tick_alloc_bytes"]
     res["tick_us_p50"] = r["tick_us_p50"]
     res["tick_us_p99"] = r["tick_us_p99"]

@@ -1,10 +1,15 @@
 """Build the device image: every firmware, driver and board module compiled with mpy-cross.
 
-    python tools/build_bundle.py OUT [--no-sim]
+    python tools/build_bundle.py OUT [--no-sim] [--romfs IMAGE]
 
 OUT gets firmware/, drivers/, board/ as .mpy (board/sim too unless --no-sim), lib/umqtt/simple.mpy,
 and boot.py / main.py as source (the device runs those two by name). Copy OUT to a board's flash
 root (`make deploy`), or run it on the unix port with MICROPYPATH=OUT:OUT/lib.
+
+--romfs IMAGE also writes a ROMFS image of the device modules (no boot.py/main.py, no board/sim
+unless --romfs-with-sim, which the host tests use):
+on a board whose MicroPython has a ROMFS partition (`make deploy-romfs`) the bytecode then runs in
+place from flash instead of being loaded into the heap (bench/README.md has the numbers).
 """
 
 import os
@@ -40,8 +45,33 @@ def compile_tree(src_root, rel, out, skip=()):
     return n
 
 
+def mpremote():
+    local = os.path.join(ROOT, ".venv", "bin", "mpremote")
+    return local if os.path.exists(local) else "mpremote"
+
+
+def build_romfs(bundle, image, with_sim=False):
+    """ROMFS image of the bundle's device modules (plus board/sim for host tests), built by mpremote's
+    romfs writer."""
+    stage = image + ".d"
+    if os.path.exists(stage):
+        shutil.rmtree(stage)
+    skip = ("boot.py", "main.py") if with_sim else ("sim", "boot.py", "main.py")
+    shutil.copytree(bundle, stage, ignore=shutil.ignore_patterns(*skip))
+    subprocess.run([mpremote(), "romfs", "--no-mpy", "-o", image, "build", stage], check=True,
+                   capture_output=True)
+    shutil.rmtree(stage)
+    print("romfs: %d bytes in %s" % (os.path.getsize(image), image))
+
+
 def main(argv):
-    out = os.path.abspath(argv[0] if argv else "build/bundle")
+    argv = list(argv)
+    romfs = None
+    if "--romfs" in argv:
+        i = argv.index("--romfs")
+        romfs = os.path.abspath(argv[i + 1])
+        del argv[i:i + 2]
+    out = os.path.abspath(argv[0] if argv and not argv[0].startswith("--") else "build/bundle")
     skip = (os.path.join("board", "sim"),) if "--no-sim" in argv else ()
     if os.path.exists(out):
         shutil.rmtree(out)
@@ -57,6 +87,8 @@ def main(argv):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out, name))
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print("bundle: %d modules compiled, %d bytes in %s" % (n, size, out))
+    if romfs:
+        build_romfs(out, romfs, "--romfs-with-sim" in argv)
 
 
 if __name__ == "__main__":
