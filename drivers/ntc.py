@@ -8,6 +8,8 @@
 # sets `fault` to 'open' or 'short'.
 import math
 
+from drivers.analog import read_mv
+
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
     from machine import ADC  # noqa: F401  (used in type comments)
@@ -34,10 +36,7 @@ class NTC:
 
     def read(self):
         """Temperature in deci-degrees C (int), or None with `fault` 'open' / 'short'."""
-        total = 0
-        for _ in range(self.reads):
-            total += self.adc.read_uv()
-        mv = total // (self.reads * 1000)
+        mv = read_mv(self.adc, self.reads)
         self.mv = mv
         # ESP32's ADC saturates near 3.1 V at 11 dB: treat >= Vref - 200 mV - rail_mv as the top rail
         top = self.vref_mv - 200 - self.rail_mv

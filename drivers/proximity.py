@@ -5,6 +5,8 @@
 # IEC 61851-1 / 62196: <75 Ohm invalid; 100 Ohm 63 A; 220 Ohm 32 A; 680 Ohm 20 A; 1.5 kOhm 13 A;
 # above 2.2 kOhm no cable. Slow path (called a few times a second).
 
+from drivers.analog import read_mv
+
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
     from machine import ADC  # noqa: F401  (used in type comments)
@@ -34,10 +36,7 @@ class Proximity:
 
     def read(self):
         """Cable capacity in A (13/20/32/63), 0 = no cable, -1 = invalid (< 75 Ohm)."""
-        total = 0
-        for _ in range(self.reads):
-            total += self.adc.read_uv()
-        mv = total // (self.reads * 1000)
+        mv = read_mv(self.adc, self.reads)
         self.mv = mv
         span = self.vref_mv - mv
         if span <= 20:  # at the rail: nothing connected
