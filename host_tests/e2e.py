@@ -165,6 +165,7 @@ class CloudClient:
         self.topics = topics or [self.base + "#", self.sim + "ev/state"]
         self.c.on_message = self._on_message
         self.c.on_connect = self._on_connect
+        self.c.on_subscribe = self._on_subscribe
         self.c.reconnect_delay_set(1, 1)  # back soon after a broker restart
         self._ready = threading.Event()
         self.c.connect("127.0.0.1", port, keepalive=30)
@@ -175,9 +176,9 @@ class CloudClient:
     def _on_connect(self, client, userdata, flags, rc, props=None):
         client.subscribe([(t, 1) for t in self.topics])
         self.connects += 1
-        # subscriptions are granted in order with the next packets; a SUBACK wait is not needed
-        # for the tests, which wait for the charger's messages anyway
-        self._ready.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, props=None):
+        self._ready.set()  # SUBACK: nothing the charger publishes from now on is missed
 
     def _on_message(self, client, userdata, m):
         t = time.monotonic()
@@ -433,6 +434,12 @@ class Rig:
                 c.close()
             except Exception:  # noqa: BLE001
                 pass
+        for ch in self.chargers:  # all at once: each clean stop takes up to a few hundred ms
+            if ch.alive():
+                try:
+                    os.kill(ch.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         for ch in self.chargers:
             ch.close()
             # pytest shows captured output for failed tests only
