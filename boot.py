@@ -6,7 +6,12 @@
 import machine
 import os
 
-machine.Pin(25, machine.Pin.OUT, value=0)  # contactor drive off (board.esp32_ref.PIN_CONTACTOR)
+try:
+    from board.circuit import PIN_CONTACTOR
+
+    machine.Pin(PIN_CONTACTOR, machine.Pin.OUT, value=0)  # contactor drive off before anything else
+except ImportError:  # no image deployed yet: the board's pull-down keeps the coil off
+    pass
 
 
 def _safe_mode():

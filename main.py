@@ -33,6 +33,21 @@ def _wifi(prov):
     sta.connect(w.get("ssid"), w.get("key"))  # returns at once; the link retries until it is up
 
 
+def _clock(board):
+    # NTP in its own thread (DNS and UDP block): every minute until it works, then every 6 hours.
+    def loop():
+        while True:
+            try:
+                board.sync_time()
+                time.sleep(6 * 3600)
+            except Exception:  # no network yet, no answer: try again soon
+                time.sleep(60)
+
+    import _thread
+
+    _thread.start_new_thread(loop, ())
+
+
 def start():
     from board.esp32_ref import Board
     from firmware.app import App
@@ -40,6 +55,7 @@ def start():
     prov = _load("/provision.json", {})
     _wifi(prov)
     board = Board()
+    _clock(board)
     serial = prov.get("serial") or board.serial
     prefix = prov.get("mqtt_prefix", "evse")
     link = None

@@ -71,6 +71,21 @@ class Board:
         self.led = StatusLed(Pin(C.PIN_LED, Pin.OUT, value=0))
         self.button = Button(Pin(C.PIN_BUTTON, Pin.IN, Pin.PULL_UP))
 
+    _time_ok = False
+    # time.time() counts from 2000 on some ports and builds, from 1970 on others
+    _EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+    def sync_time(self):
+        """Set the RTC from NTP (blocking: call it from the network thread). Raises on failure."""
+        import ntptime
+
+        ntptime.settime()
+        self._time_ok = True
+
+    def unix_time(self):
+        """Unix seconds once NTP has set the clock, else None (the contract's `ts: null`)."""
+        return int(time.time()) + self._EPOCH_OFFSET if self._time_ok else None
+
     def ticks_ms(self):
         return time.ticks_ms()
 

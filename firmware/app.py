@@ -8,6 +8,7 @@
 # The watchdog is fed only while both the fast and the slow work keep running.
 from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
+from firmware.iec61851 import PWM_OFF_OPEN_MS
 from firmware.sessions import SessionLog
 from firmware.storage import Storage
 from firmware.ticks import ticks_add, ticks_diff
@@ -20,7 +21,9 @@ TEMP_MS = 1000
 CHECKPOINT_MS = 15000  # session checkpoint while charging: a power cut loses at most this much energy
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
 WDT_SLOW_STALL_MS = 5000
-RESTART_GRACE_MS = 5000  # how long a commanded restart waits for the contactor and the link
+# a commanded restart waits for the contactor to open: the core opens it at the latest
+# PWM_OFF_OPEN_MS after removing the PWM, so a vehicle that holds on is not cut by the reset itself
+RESTART_GRACE_MS = PWM_OFF_OPEN_MS + 1000
 
 
 class App:

@@ -264,3 +264,25 @@ def test_overtemperature_stops_charging():
     r.run(T.PWM_OFF_OPEN_MS + 3000, until=lambda: not commanded(r))
     assert not commanded(r)
     assert "overtemp" in r.ch.faults and r.ch.offered_da == 0
+
+
+def test_restart_waits_for_the_contactor_even_with_a_vehicle_that_holds_on():
+    r = charging_rig()
+    r.ev({"op": "draw", "a": 10})  # keeps S2 closed and draws whatever the pilot says
+    r.run(200)
+    r.app.request_restart("c-restart")
+    start = r.now()
+    try:
+        r.run(20000)
+        reset = False
+    except SystemExit as e:
+        reset = e.args[0] == 75 if e.args else False
+    from firmware.ticks import ticks_diff
+
+    assert reset
+    assert not commanded(r)  # the core opened it (6 s rule); the reset never cut the load
+    assert ticks_diff(r.now(), start) >= T.PWM_OFF_OPEN_MS
+    recs = r.app.sessions.pending()
+    assert recs and recs[-1]["stop_reason"] == "restart"
+    r2 = Rig(storage_root=r.root, reset_cause="soft")
+    assert r2.app.boot_cmd_id == "c-restart" and r2.app.reset_cause == "soft"
