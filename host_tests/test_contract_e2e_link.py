@@ -19,7 +19,7 @@ import time
 
 import pytest
 from broker import Proxy
-from e2e import FAST, ROOT, SETTINGS_KEYS, Rig, assert_ordered, check_envelope, check_state, retained
+from e2e import FAST, ROOT, SETTINGS_KEYS, Rig, assert_ordered, check_envelope, check_state, retained, wait_until
 
 CPYTHON_ONLY = "real broker and firmware processes"
 
@@ -122,11 +122,17 @@ def test_broker_restart_reconnect_resubscribe(rig):
     base = "evse/%s/" % sid
     port = rig.broker.port
     assert retained(port, base + "online") == (b"online", True)
-    payload, flag = retained(port, base + "state")  # the restarted broker lost every retained message
-    assert flag
+
+    # the restarted broker lost every retained message: the charger publishes them again after
+    # `online` (a fresh subscriber may come before they are out, hence the polling)
+    def again(topic):
+        got = retained(port, base + topic, timeout=1.0)
+        return got if got and got[1] else None
+
+    payload, _ = wait_until(lambda: again("state"), 10, "retained state after the broker restart")
     check_state(json.loads(payload))
-    payload, flag = retained(port, base + "config/reported")
-    assert flag and sorted(json.loads(payload)) == sorted(SETTINGS_KEYS)
+    payload, _ = wait_until(lambda: again("config/reported"), 10, "retained config/reported")
+    assert sorted(json.loads(payload)) == sorted(SETTINGS_KEYS)
     r = cl.cmd("get", timeout=5)  # re-subscribed: a command after the restart is answered
     assert r["ok"] is True and r["result"]["settings"]["state_interval_s"] == 1
     assert_ordered(cl)
