@@ -72,7 +72,8 @@ class App:
         self.charger = Charger(s, hw, board.phases, board.tethered_a)
         self.inp = Inputs()
         self.inp.energy_wh = self.energy_wh_persisted
-        self.pp_a = board.tethered_a
+        self.pp_a = None
+        self._tethered = board.tethered_a
         self.temp_c = None
         self.contactor_closed = False
 
@@ -161,7 +162,13 @@ class App:
         b = self.board
         inp = self.inp
         ch = self.charger
-        if b.pp is not None:
+        tethered = b.tethered_a
+        if tethered != self._tethered:  # fixed on a real board; the simulator's vehicle may bring its own
+            self._tethered = tethered
+            ch.set_tethered(tethered)
+        if tethered is not None:
+            self.pp_a = None  # contract: null for a tethered cable
+        elif b.pp is not None:
             inp.pp_a = b.pp.read()
             self.pp_a = inp.pp_a if inp.pp_a > 0 else None
         if ticks_diff(now, self._last_temp) >= TEMP_MS:

@@ -150,6 +150,10 @@ class Charger(AuthSessions, Monitor):
     def _emit(self, typ, key, val):
         self._events.append({"type": typ, key: val})
 
+    def set_tethered(self, tethered_a):
+        """Slow path: the board's cable is tethered (its rating in A) or a socket (None)."""
+        self.tethered_da = None if tethered_a is None else _da(tethered_a)
+
     def pop_events(self):
         ev = self._events
         if ev:

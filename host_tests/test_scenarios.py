@@ -286,3 +286,16 @@ def test_restart_waits_for_the_contactor_even_with_a_vehicle_that_holds_on():
     assert recs and recs[-1]["stop_reason"] == "restart"
     r2 = Rig(storage_root=r.root, reset_cause="soft")
     assert r2.app.boot_cmd_id == "c-restart" and r2.app.reset_cause == "soft"
+
+
+def test_cable_capacity_limits_and_tethered_cable_has_no_pp():
+    r = Rig(settings={"max_current_a": 32})
+    r.ev({"op": "plug", "cable_a": 13, "phases": 1, "max_a": 32})
+    r.run(6000)
+    assert r.contactor_out() and r.ch.limit_src == "cable" and r.ch.offered_da == 130 and r.app.pp_a == 13
+    r.ev({"op": "unplug"})
+    r.run(15000)
+    r.ev({"op": "plug", "cable_a": None, "phases": 3, "max_a": 32})  # the contract's tethered cable
+    r.run(6000)
+    assert r.contactor_out() and r.ch.mode == "connected_charging"
+    assert r.app.pp_a is None and r.ch.offered_da == 320 and r.ch.faults == []

@@ -40,7 +40,7 @@ class SimBoard:
         self.storage_root = storage_root
         self.hw_max_a = hw_max_a
         self.phases = phases
-        self.tethered_a = tethered_a
+        self._tethered_a = tethered_a
         Pin = machine.Pin
         ADC = machine.ADC
 
@@ -67,6 +67,16 @@ class SimBoard:
         self.led = StatusLed(Pin(C.PIN_LED, Pin.OUT, value=0))
         self.button = Button(Pin(C.PIN_BUTTON, Pin.IN, Pin.PULL_UP))
         self.wdt = machine.WDT(timeout=10000)
+
+    @property
+    def tethered_a(self):
+        """Cable rating of a tethered cable, None with a socket. A board built with tethered_a is
+        tethered for good; otherwise a vehicle plugged with `cable_a: null` (the contract's sim op)
+        comes on the board's own tethered cable, rated at the hardware maximum."""
+        if self._tethered_a is not None:
+            return self._tethered_a
+        ev = self.plant.ev
+        return self.hw_max_a if ev.plugged and ev.cable_a is None else None
 
     def ticks_ms(self):
         return self.clock.ticks_ms()
