@@ -26,6 +26,17 @@ WDT_SLOW_STALL_MS = 5000
 RESTART_GRACE_MS = PWM_OFF_OPEN_MS + 1000
 
 
+def _log_exception(e):
+    import sys
+
+    if hasattr(sys, "print_exception"):
+        sys.print_exception(e)  # MicroPython
+    else:
+        import traceback
+
+        traceback.print_exception(e)
+
+
 class App:
     def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None):
         self.board = board
@@ -87,6 +98,7 @@ class App:
         self._restart_cmd = None
         self.hooks = []  # callables(now_ms) run with the slow work (the simulator's vehicle link)
         self.stopping = False
+        self.slow_errors = 0  # exceptions caught in the slow work
         # longest gap between two fast ticks, for tests and benchmarks
         self.max_gap_ms = 0
         self._last_fast = now
@@ -297,7 +309,11 @@ class App:
         """One fast tick, plus the slow work when it is due. Returns ms until the next tick."""
         self.fast_tick(now)
         if ticks_diff(now, self._last_slow) >= SLOW_MS:
-            self.slow_work(now)
+            try:
+                self.slow_work(now)
+            except Exception as e:  # a bug in reporting must not stop the control loop; a slow loop
+                self.slow_errors += 1  # that keeps failing starves the watchdog (WDT_SLOW_STALL_MS)
+                _log_exception(e)
         if ticks_diff(now, self._last_slow) < WDT_SLOW_STALL_MS:
             self.board.wdt.feed()
         self._next_fast = ticks_add(self._next_fast, FAST_MS)

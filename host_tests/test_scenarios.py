@@ -299,3 +299,22 @@ def test_cable_capacity_limits_and_tethered_cable_has_no_pp():
     r.run(6000)
     assert r.contactor_out() and r.ch.mode == "connected_charging"
     assert r.app.pp_a is None and r.ch.offered_da == 320 and r.ch.faults == []
+
+
+def test_an_exception_in_the_slow_work_does_not_stop_charging():
+    r = charging_rig()
+    calls = []
+
+    def flaky(now):
+        calls.append(now)
+        if len(calls) == 1:
+            raise ValueError("reporting bug")
+
+    r.app.hooks.append(flaky)
+    feeds = r.board.wdt.feeds
+    r.run(2000)
+    assert r.app.slow_errors == 1 and len(calls) > 10  # retried on the next tick, then fine
+    assert r.board.wdt.feeds > feeds and commanded(r) and r.ch.mode == "connected_charging"
+    r.ev({"op": "charge", "on": False})
+    r.run(3000)
+    assert not commanded(r)  # the control loop kept working throughout
