@@ -91,6 +91,7 @@ class App:
         self._next_fast = now
         self._last_slow = now
         self._last_meter = ticks_add(now, -METER_MS)
+        self._meter_con = False
         self._last_temp = ticks_add(now, -TEMP_MS)
         self._last_checkpoint = now
         self._selftest_running = False
@@ -187,8 +188,11 @@ class App:
             self._last_temp = now
             inp.temp_dc = b.temp.read()
             self.temp_c = None if inp.temp_dc is None else inp.temp_dc / 10
-        if ticks_diff(now, self._last_meter) >= METER_MS:
+        # 1 Hz, and at once when the contactor changed, so that the state published for that change
+        # shows the current that really flows (0 A once open), not the last reading
+        if ticks_diff(now, self._last_meter) >= METER_MS or self.contactor_closed != self._meter_con:
             self._last_meter = now
+            self._meter_con = self.contactor_closed
             self._read_meter(now)
         if b.rfid is not None:
             uid = b.rfid.poll()

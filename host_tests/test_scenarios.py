@@ -318,3 +318,12 @@ def test_an_exception_in_the_slow_work_does_not_stop_charging():
     r.ev({"op": "charge", "on": False})
     r.run(3000)
     assert not commanded(r)  # the control loop kept working throughout
+
+
+def test_current_reading_follows_the_contactor_at_once():
+    r = charging_rig()
+    assert r.app.meter.i_a[0] > 15
+    r.ev({"op": "unplug"})
+    r.run(1000, until=lambda: not r.app.contactor_closed)
+    r.run(2 * 50)  # the slow work after the change (SLOW_MS)
+    assert not r.app.contactor_closed and r.app.meter.i_a == [0.0, 0.0, 0.0], r.app.meter.i_a
