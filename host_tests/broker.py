@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from tools.refcloud.broker import MOSQUITTO, free_port, wait_port  # noqa: F401  (re-exported to the tests)
+from tools.refcloud.broker import MOSQUITTO, free_port, ours, wait_port  # noqa: F401  (re-exported to the tests)
 
 
 class Certs:
@@ -83,7 +83,7 @@ class Broker:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.log, stderr=self.log)
-        if not wait_port(self.port):
+        if not ours(self.proc, self.port):
             self.stop()
             raise RuntimeError("mosquitto did not start: " + open(self.log_path).read()[-2000:])
         return self

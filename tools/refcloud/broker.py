@@ -34,8 +34,18 @@ def wait_port(port, timeout=10.0):
     return False
 
 
+def ours(proc, port):
+    """The port answers and it is our mosquitto that answers: one that lost the race for a free port
+    to another process exits at once (bind error) while the port still answers."""
+    if not wait_port(port):
+        return False
+    time.sleep(0.2)
+    return proc.poll() is None
+
+
 class Broker:
     def __init__(self, port=None):
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="refcloud-mosq-")
         self.proc = None
@@ -55,7 +65,10 @@ class Broker:
             f.write("\n".join(lines) + "\n")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        if not wait_port(self.port):
+        if not ours(self.proc, self.port):
+            if self.proc.poll() is not None and not self.fixed_port:
+                self.port = free_port()  # lost the port to another process: try another one
+                return self.start()
             self.stop()
             raise RuntimeError("mosquitto did not start on port %d (see %s)" % (self.port, self.dir))
         return self

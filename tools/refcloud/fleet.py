@@ -143,7 +143,19 @@ class Fleet:
     def ev(self, serial, **op):
         self.obs.publish("sim/%s/ev" % serial, json.dumps(op), qos=1)
 
+    def vehicle_ready(self, serial, timeout=15.0):
+        """Wait until the charger's vehicle side is connected (its ev/state arrives): ops sent
+        before that would be lost, `sim/<id>/ev` is not retained."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if serial in self.truth:
+                    return True
+            time.sleep(0.1)
+        return False
+
     def arrive(self, serial, cable_a=32, phases=3, max_a=32):
+        self.vehicle_ready(serial)
         self.ev(serial, op="plug", cable_a=cable_a, phases=phases, max_a=max_a)
         self.ev(serial, op="charge", on=True)
 
