@@ -110,15 +110,20 @@ class Broker:
         self.close()
 
 
+def _listener():
+    """A TCP listener on a free 127.0.0.1 port: (socket, port)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, sock.getsockname()[1]
+
+
 class Blackhole:
     """Accepts TCP connections and never sends a byte."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+        self.sock, self.port = _listener()
         self.conns = []
         self.accepted = 0
         self._stop = False
@@ -148,11 +153,7 @@ class Proxy:
         self.target = target_port
         self.mode = "pass"
         self.dribble_s = dribble_s
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+        self.sock, self.port = _listener()
         self.pairs = []
         self.accepted = 0
         self._stop = False
