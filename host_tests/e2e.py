@@ -79,8 +79,9 @@ class Charger:
         if self.bundle:
             args.append("--bundle")
         self._log = open(self.log_path, "ab")
+        env = dict(os.environ, SIM_LINK_LOG="1")  # the link's connects and drops go to the log
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
         return self
 
     def alive(self):

@@ -2,6 +2,7 @@
 # on the simulated board in real time, an MQTT link to the broker when one is given, and the
 # vehicle-side control channel (`sim/<id>/ev` over its own MQTT connection, or JSON lines on stdin).
 import json
+import os
 import select
 import sys
 
@@ -9,7 +10,7 @@ from board.sim.board import SimBoard
 from board.sim.clock import RealClock
 from board.sim.plant import Plant
 from firmware.app import App
-from firmware.ticks import ticks_diff
+from firmware.ticks import ticks_diff, ticks_ms
 
 EV_STATE_MS = 1000
 STATUS_MS = 1000
@@ -54,7 +55,13 @@ def make_link(opts, client_id, subs, online, key="broker"):
         password=opts.get("password"),
         cadata=cadata,
         online_topic=online,
+        log=_link_log if os.getenv("SIM_LINK_LOG") else None,
     )
+
+
+def _link_log(line):
+    # connect / disconnect / errors of the link thread, for diagnosing test runs (SIM_LINK_LOG=1)
+    print("%d %s" % (ticks_ms(), line))
 
 
 class TimedPlant(Plant):
