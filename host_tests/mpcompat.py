@@ -10,6 +10,21 @@ def raises(exc_type, fn, *args):
     raise AssertionError("%s not raised" % exc_type.__name__)
 
 
+def heap_locked(fn):
+    """fn() under micropython.heap_lock() on MicroPython, where any allocation raises MemoryError;
+    a plain call on CPython (no heap lock there). fn takes no arguments: a call that unpacks
+    arguments would allocate by itself. Returns fn's result."""
+    try:
+        import micropython
+    except ImportError:
+        return fn()
+    micropython.heap_lock()
+    try:
+        return fn()
+    finally:
+        micropython.heap_unlock()
+
+
 def approx(a, b, tol=1e-6):
     return abs(a - b) <= tol
 

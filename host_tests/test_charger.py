@@ -4,6 +4,7 @@ from charger_rig import NEAR_WRAP, Rig
 
 from firmware.iec61851 import duty_pm_for_da
 from firmware.ticks import ticks_diff
+from mpcompat import heap_locked
 
 
 def _charging(start=0, cfg=None):
@@ -434,19 +435,12 @@ def test_tick_allocates_nothing_while_charging():
     inp = r.inp
     from firmware.ticks import ticks_add
 
-    now = r.now
-    try:
-        import micropython
-    except ImportError:
-        micropython = None
-    if micropython is not None:
-        micropython.heap_lock()
-    try:
+    def ticks():
+        now = r.now
         for _ in range(3000):
             ch.tick(now, inp)
             now = ticks_add(now, 10)
-    finally:
-        if micropython is not None:
-            micropython.heap_unlock()
+
+    heap_locked(ticks)
     assert ch.contactor and ch.mode == "connected_charging" and ch.offered_da == 160
     assert ch.lease_ms_left is not None and ch.lease_ms_left < 3600 * 1000 - 29000

@@ -3,6 +3,7 @@
 from board.sim.board import SimBoard
 from board.sim.clock import VirtualClock
 from firmware.ticks import PERIOD
+from mpcompat import heap_locked
 
 
 def _steady_board():
@@ -34,18 +35,7 @@ def _ticks(clock, b, n):
 
 def test_fast_path_allocates_nothing():
     clock, b = _steady_board()
-    try:
-        import micropython
-    except ImportError:
-        micropython = None
-    if micropython is not None:
-        micropython.heap_lock()
-        try:
-            _ticks(clock, b, 200)  # 2 s of 10 ms ticks across the ticks wrap
-        finally:
-            micropython.heap_unlock()
-    else:
-        _ticks(clock, b, 200)
+    heap_locked(lambda: _ticks(clock, b, 200))  # 2 s of 10 ms ticks across the ticks wrap
     assert b.pilot.state == "C" and b.pilot.diode_ok is True
     assert b.contactor.closed and b.contactor.fault is None
     assert not b.rcd.trip_ac and not b.rcd.trip_dc
