@@ -95,8 +95,8 @@ class App:
         self._last_temp = ticks_add(now, -TEMP_MS)
         self._last_checkpoint = now
         self._selftest_running = False
+        self._offered_da = -1  # the current the PWM was last set for
         self._restart_at = None
-        self._restart_cmd = None
         self.hooks = []  # callables(now_ms) run with the slow work (the simulator's vehicle link)
         self.stopping = False
         self.slow_errors = 0  # exceptions caught in the slow work
@@ -167,8 +167,6 @@ class App:
             inp.rcd_selftest = None
             rcd.selftest_start(now)
             self._selftest_running = True
-
-    _offered_da = -1
 
     # ---- slow path ----------------------------------------------------------------------------
     def slow_work(self, now):
@@ -282,7 +280,6 @@ class App:
         self._persist_energy()
         self.store.write_json("boot.json", {"boot": self.boot, "restart_cmd_id": cmd_id})
         self._restart_at = now
-        self._restart_cmd = cmd_id
 
     def _continue_restart(self, now):
         waited = ticks_diff(now, self._restart_at)
