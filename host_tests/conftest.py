@@ -77,6 +77,17 @@ def _module_info(path):
     return tests, consts.get("CPYTHON_ONLY"), consts.get("MP_HEAP")
 
 
+@pytest.fixture
+def rig(tmp_path):
+    """A mosquitto and the sim-charger processes of one end-to-end test (host_tests/e2e.py),
+    all stopped at the end of the test."""
+    from e2e import Rig
+
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "mp: runs under the MicroPython unix port")
 

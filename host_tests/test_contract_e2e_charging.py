@@ -10,7 +10,6 @@ import pytest
 from e2e import (
     FAST,
     SETTINGS_KEYS,
-    Rig,
     assert_ordered,
     check_envelope,
     check_session,
@@ -21,13 +20,6 @@ from e2e import (
 )
 
 CPYTHON_ONLY = "real broker and firmware processes"
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
-    yield r
-    r.close()
 
 
 def online(cl, since=0, timeout=15):

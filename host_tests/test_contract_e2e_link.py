@@ -17,18 +17,10 @@ import subprocess
 import sys
 import time
 
-import pytest
 from broker import Proxy
-from e2e import FAST, ROOT, SETTINGS_KEYS, Rig, assert_ordered, check_envelope, check_state, retained, wait_until
+from e2e import FAST, ROOT, SETTINGS_KEYS, assert_ordered, check_envelope, check_state, retained, wait_until
 
 CPYTHON_ONLY = "real broker and firmware processes"
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
-    yield r
-    r.close()
 
 
 def test_boot_online_state_will_and_sigterm(rig):

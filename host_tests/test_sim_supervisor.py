@@ -4,17 +4,9 @@ import os
 import signal
 import subprocess
 
-import pytest
-from e2e import FAST, Rig
+from e2e import FAST
 
 CPYTHON_ONLY = "real broker and firmware processes"
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
-    yield r
-    r.close()
 
 
 def test_firmware_crash_reboots_with_reset_cause_hard(rig):
