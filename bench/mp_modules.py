@@ -9,8 +9,9 @@ import json
 import sys
 
 GROUPS = (
-    ("core", ("firmware.ticks", "firmware.iec61851", "firmware.safety", "firmware.monitor", "firmware.lease",
-              "firmware.auth", "firmware.charger")),
+    ("core", ("firmware.ticks", "firmware.units", "firmware.iec61851", "firmware.safety", "firmware.monitor",
+              "firmware.lease", "firmware.arbitration", "firmware.pilot_machine", "firmware.session",
+              "firmware.charger")),
     ("app", ("firmware.settings", "firmware.storage", "firmware.sessions", "firmware.app")),
     ("cloud", ("firmware.protocol", "firmware.cloud")),
     ("link", ("firmware.mqtt_socket", "firmware.link", "umqtt.simple")),

@@ -2,19 +2,22 @@
 # accepted only with a seq greater than the last applied one, mapped through the installation's
 # phase rotation to the charger's terminals. set() is the slow path; the rest allocates nothing.
 from firmware.ticks import ticks_add, ticks_diff
-
-TTL_DEFAULT_S = 60
-TTL_MIN_S = 1
-TTL_MAX_S = 3600
+from firmware.units import (
+    BAD_REQUEST,
+    MAX_AMPS,
+    OUT_OF_RANGE,
+    TTL_DEFAULT_S,
+    TTL_MAX_S,
+    TTL_MIN_S,
+    da,
+    is_int,
+    is_number,
+)
 
 
 def rotation_map(rotation):
     """'L2L3L1' -> [1, 2, 0]: the grid phase index (0..2) of charger terminals L1, L2, L3."""
     return [int(rotation[1]) - 1, int(rotation[3]) - 1, int(rotation[5]) - 1]
-
-
-def _number(v):
-    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool) and v == v
 
 
 class Lease:
@@ -27,31 +30,31 @@ class Lease:
 
     def set(self, now, a, ttl_s, seq):
         """Validate and apply. Returns None or (code, detail)."""
-        if not _number(seq) or seq != int(seq):
-            return ("bad_request", "seq must be an integer")
+        if not is_int(seq):
+            return (BAD_REQUEST, "seq must be an integer")
         if ttl_s is None:
             ttl_s = TTL_DEFAULT_S
-        if not _number(ttl_s):
-            return ("bad_request", "ttl_s must be a number of seconds")
+        if not is_number(ttl_s):
+            return (BAD_REQUEST, "ttl_s must be a number of seconds")
         if ttl_s < TTL_MIN_S or ttl_s > TTL_MAX_S:
-            return ("out_of_range", "ttl_s must be 1..3600")
+            return (OUT_OF_RANGE, "ttl_s must be %d..%d" % (TTL_MIN_S, TTL_MAX_S))
         if isinstance(a, list) or isinstance(a, tuple):
             if len(a) != 3:
-                return ("bad_request", "a must be a number or a list of 3 numbers")
+                return (BAD_REQUEST, "a must be a number or a list of 3 numbers")
             vals = a
-        elif _number(a):
+        elif is_number(a):
             vals = (a, a, a)
         else:
-            return ("bad_request", "a must be a number or a list of 3 numbers")
+            return (BAD_REQUEST, "a must be a number or a list of 3 numbers")
         for v in vals:
-            if not _number(v):
-                return ("bad_request", "a must hold numbers")
-            if v < 0 or v > 1000:
-                return ("out_of_range", "a must be 0..1000 A")
+            if not is_number(v):
+                return (BAD_REQUEST, "a must hold numbers")
+            if v < 0 or v > MAX_AMPS:
+                return (OUT_OF_RANGE, "a must be 0..%d A" % MAX_AMPS)
         if self.seq is not None and seq <= self.seq:
             return ("stale", "seq %d is not greater than %d" % (int(seq), self.seq))
         for i in range(3):
-            self.grid_da[i] = int(vals[i] * 10 + 0.5)
+            self.grid_da[i] = da(vals[i])
         self.seq = int(seq)
         self.until = ticks_add(now, int(ttl_s * 1000))
         self.valid = True

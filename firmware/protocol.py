@@ -4,22 +4,27 @@
 # input except ProtocolError.
 import json
 
-V = 1
-BAD_JSON = "bad_json"
-BAD_REQUEST = "bad_request"
-UNKNOWN_OP = "unknown_op"
-OUT_OF_RANGE = "out_of_range"
-NOT_ALLOWED = "not_allowed"
-BUSY = "busy"
-ERRORS = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, OUT_OF_RANGE, NOT_ALLOWED, BUSY)
+from firmware.units import (  # noqa: F401  (the error codes and bounds are part of this module's API)
+    BAD_JSON,
+    BAD_REQUEST,
+    BUSY,
+    ERRORS,
+    MAX_AMPS,
+    MAX_ID,
+    MAX_SEQ,
+    NOT_ALLOWED,
+    OUT_OF_RANGE,
+    TTL_DEFAULT_S,
+    TTL_MAX_S,
+    TTL_MIN_S,
+    UNKNOWN_OP,
+    amps_1dp,
+    is_int,
+    is_number,
+)
 
+V = 1
 OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get")
-MAX_ID = 64  # command ids, auth ids, session ids
-MAX_AMPS = 1000
-TTL_DEFAULT_S = 60
-TTL_MIN_S = 1
-TTL_MAX_S = 3600
-MAX_SEQ = 2 ** 53  # JSON-safe integers only
 
 OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
@@ -57,21 +62,6 @@ class Topics:
         if isinstance(topic, str) and topic.startswith(self.base):
             return topic[len(self.base):]
         return None
-
-
-def is_number(v):
-    """A finite JSON number that is not a bool."""
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return True
-    if isinstance(v, float):
-        return v == v and v not in (float("inf"), float("-inf"))
-    return False
-
-
-def is_int(v):
-    return is_number(v) and v == int(v)
 
 
 class Envelope:
@@ -157,11 +147,11 @@ def parse_limit(payload):
         for v in a:
             if v < 0 or v > MAX_AMPS:
                 raise ProtocolError(OUT_OF_RANGE, "a must be 0..%d A" % MAX_AMPS)
-        a = [_amps(v) for v in a]
+        a = [amps_1dp(v) for v in a]
     elif is_number(a):
         if a < 0 or a > MAX_AMPS:
             raise ProtocolError(OUT_OF_RANGE, "a must be 0..%d A" % MAX_AMPS)
-        a = _amps(a)
+        a = amps_1dp(a)
     else:
         raise ProtocolError(BAD_REQUEST, "a must be a number or a list of 3 numbers")
     ttl = obj.get("ttl_s", TTL_DEFAULT_S)
@@ -177,10 +167,6 @@ def parse_limit(payload):
     if seq < 0 or seq > MAX_SEQ:
         raise ProtocolError(OUT_OF_RANGE, "seq must be 0..2^53")
     return a, int(ttl), int(seq)
-
-
-def _amps(v):
-    return int(v) if v == int(v) else round(v * 10) / 10
 
 
 # ---- cmd -----------------------------------------------------------------------------------------

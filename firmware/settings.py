@@ -1,9 +1,9 @@
 # The charger settings of the MQTT contract (shared/contract.md, "config"): schema, defaults and
 # all-or-nothing validation. Ranges are checked per key; the hardware maximum comes from the board.
+from firmware.units import BAD_REQUEST, MAX_ID, OUT_OF_RANGE, is_number
 
 ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3")
 MAX_AUTH_IDS = 100
-MAX_AUTH_ID_LEN = 64
 
 # key: (kind, default, lo, hi); hi None = hardware maximum current
 SCHEMA = {
@@ -39,42 +39,38 @@ def defaults(hw_max_a):
     return d
 
 
-def _is_number(v):
-    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool)
-
-
 def _check(key, v, hw_max_a):
     kind, _, lo, hi = SCHEMA[key]
     if kind == "bool":
         if not isinstance(v, bool):
-            raise SettingsError("bad_request", key + " must be true or false")
+            raise SettingsError(BAD_REQUEST, key + " must be true or false")
         return v
     if kind == "amps":
-        if not _is_number(v) or v != v:
-            raise SettingsError("bad_request", key + " must be a number of amperes")
+        if not is_number(v):
+            raise SettingsError(BAD_REQUEST, key + " must be a number of amperes")
         if v < lo or v > hw_max_a:
-            raise SettingsError("out_of_range", "%s must be %d..%d A" % (key, lo, hw_max_a))
+            raise SettingsError(OUT_OF_RANGE, "%s must be %d..%d A" % (key, lo, hw_max_a))
         return int(v) if v == int(v) else round(v * 10) / 10
     if kind == "int":
-        if not _is_number(v) or v != v or v != int(v):
-            raise SettingsError("bad_request", key + " must be a whole number")
+        if not is_number(v) or v != int(v):
+            raise SettingsError(BAD_REQUEST, key + " must be a whole number")
         if v < lo or v > hi:
-            raise SettingsError("out_of_range", "%s must be %d..%d" % (key, lo, hi))
+            raise SettingsError(OUT_OF_RANGE, "%s must be %d..%d" % (key, lo, hi))
         return int(v)
     if kind == "choice":
         if isinstance(v, bool) or v not in lo or type(v) is not type(lo[0]):
-            raise SettingsError("out_of_range", "%s must be one of %s" % (key, ", ".join(str(x) for x in lo)))
+            raise SettingsError(OUT_OF_RANGE, "%s must be one of %s" % (key, ", ".join(str(x) for x in lo)))
         return v
     # ids
     if not isinstance(v, list):
-        raise SettingsError("bad_request", key + " must be a list of strings")
+        raise SettingsError(BAD_REQUEST, key + " must be a list of strings")
     if len(v) > MAX_AUTH_IDS:
-        raise SettingsError("out_of_range", "%s holds at most %d ids" % (key, MAX_AUTH_IDS))
+        raise SettingsError(OUT_OF_RANGE, "%s holds at most %d ids" % (key, MAX_AUTH_IDS))
     for s in v:
         if not isinstance(s, str) or not s:
-            raise SettingsError("bad_request", key + " must hold non-empty strings")
-        if len(s) > MAX_AUTH_ID_LEN:
-            raise SettingsError("out_of_range", "%s ids are at most %d characters" % (key, MAX_AUTH_ID_LEN))
+            raise SettingsError(BAD_REQUEST, key + " must hold non-empty strings")
+        if len(s) > MAX_ID:
+            raise SettingsError(OUT_OF_RANGE, "%s ids are at most %d characters" % (key, MAX_ID))
     return list(v)
 
 
@@ -82,11 +78,11 @@ def validate(doc, hw_max_a):
     """Check a partial settings document. Returns a dict of normalised values to apply;
     raises SettingsError(code, detail) when any key or value is unknown or invalid."""
     if not isinstance(doc, dict):
-        raise SettingsError("bad_request", "settings must be a JSON object")
+        raise SettingsError(BAD_REQUEST, "settings must be a JSON object")
     out = {}
     for key in sorted(doc):  # sorted: the same error for the same document on both runtimes
         if key not in SCHEMA:
-            raise SettingsError("bad_request", "unknown setting " + str(key)[:40])
+            raise SettingsError(BAD_REQUEST, "unknown setting " + str(key)[:40])
         out[key] = _check(key, doc[key], hw_max_a)
     return out
 
