@@ -67,11 +67,12 @@ def start():
         if prov.get("ca"):
             with open(prov["ca"], "rb") as f:
                 cadata = f.read()
-        base = prefix + "/" + serial + "/"
+        from firmware.protocol import Topics
+
+        t = Topics(prefix, serial)
         link = Link(serial, host, int(port or (8883 if cadata else 1883)),
-                    subscriptions=[base + "limit", base + "cmd", base + "config"],
-                    user=prov.get("username"), password=prov.get("password"),
-                    cadata=cadata, online_topic=base + "online")
+                    subscriptions=t.inbound(), user=prov.get("username"), password=prov.get("password"),
+                    cadata=cadata, online_topic=t.online)
     app = App(board, link, serial=serial, prefix=prefix)
     _count_crash(0)
     app.run()

@@ -11,7 +11,7 @@
 # A read with any sign of a bad bus (all-0xFF / all-0x00, LastSPIData mismatch, CRC error, impossible
 # values) sets ok=False and `error`, keeps the last good numbers and adds no energy.
 # See docs/hardware.md for the register map and units.
-from firmware.ticks import ticks_diff
+from drivers.ticks import ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:

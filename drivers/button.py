@@ -1,6 +1,6 @@
 # Debounced push button with long press. poll(now_ms) -> None, 'short' (released before long_ms)
 # or 'long' (reported once while still held, when held for long_ms). Allocates nothing.
-from firmware.ticks import ticks_diff
+from drivers.ticks import ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:

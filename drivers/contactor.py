@@ -7,7 +7,7 @@
 #        not). It is only switched while the main contactor is open.
 #
 # Fast path: update() allocates nothing.
-from firmware.ticks import ticks_diff
+from drivers.ticks import ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:

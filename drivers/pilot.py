@@ -4,10 +4,9 @@
 # read by an ADC1 pin through a resistive divider with an offset (see PilotCal and docs/hardware.md),
 # so that -12..+12 V lands inside the ADC's range.
 #
+# The duty for a current is the charging core's business (firmware/iec61851.py): the driver takes
+# a duty in per mille, as a board-support layer gives it.
 # Fast path (set_* while unchanged, sample()): integers only, allocates nothing.
-
-# The duty formula is a fact of the standard, kept once with the other IEC 61851 numbers.
-from firmware.iec61851 import da_for_duty_pm, duty_pm_for_da  # noqa: F401  (re-exported)
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
@@ -114,9 +113,8 @@ class Pilot:
                 u16 = 65535 - u16
             self.pwm.duty_u16(u16)
 
-    def set_current_da(self, da):
-        """Advertise `da` deci-amperes; returns the duty in per mille (1000 = X1 pause below 6 A)."""
-        pm = duty_pm_for_da(da)
+    def set_duty_pm(self, pm):
+        """1 kHz PWM at `pm` per mille; 1000 or more is steady +12 V (X1). Returns the duty set."""
         if pm >= 1000:
             self.set_high()
             return 1000

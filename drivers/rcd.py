@@ -10,7 +10,7 @@
 #   test line was released, False otherwise (`selftest_error` says why).
 #
 # Fast path: poll() and selftest_poll() allocate nothing.
-from firmware.ticks import ticks_diff
+from drivers.ticks import ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:

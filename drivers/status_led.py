@@ -1,5 +1,5 @@
 # Status LED: one pin, a blink pattern per charger mode. update(now_ms) is cheap and allocates nothing.
-from firmware.ticks import ticks_diff
+from drivers.ticks import ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:

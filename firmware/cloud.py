@@ -1,7 +1,8 @@
-# The MQTT contract on top of the link: inbound limit/cmd/config -> core and app calls, with exactly
+# The MQTT contract's backend: inbound limit/cmd/config -> the station's commands, with exactly
 # one reply per command that has an id and a `rejected` event for everything else that cannot be
-# taken; outbound state, events, sessions, config/reported. Runs in the app's slow loop; it only
-# enqueues into the link (firmware/link.py), never touches a socket, never blocks.
+# taken; outbound state, events, sessions, config/reported. It sees the charger only through the
+# station's backend interface (firmware/station.py). Runs in the app's slow loop; it only enqueues
+# into the link (firmware/link.py), never touches a socket, never blocks.
 import json
 
 from firmware import protocol as P
@@ -11,23 +12,17 @@ INBOX_PER_SERVICE = 8  # inbound messages handled per service() call
 SESSIONS_PER_ROUND = 8  # pending session records queued per (re)send round
 
 
-def _r1(x):
-    return None if x is None else round(x * 10) / 10
-
-
 class Cloud:
-    def __init__(self, app, link):
-        self.app = app
+    def __init__(self, station, link, prefix="evse"):
+        self.station = station
         self.link = link
-        self.t = P.Topics(app.prefix, app.serial)
-        self.env = P.Envelope(app.boot)
+        self.t = P.Topics(prefix, station.serial)
+        self.env = P.Envelope(station.boot)
         for topic in self.t.inbound():
             if topic not in link.topics:
                 link.add_topic(topic)
         self._seen_connect = 0
-        self._v = None  # charger.version last reported
-        self._con = None  # confirmed contactor last reported
-        self._settings = None  # settings object last reported
+        self._v = None  # station.status_version() last reported
         self._last_state = None
         self._last_sessions = None
         self._restarting = False
@@ -36,10 +31,10 @@ class Cloud:
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, now_ms):
         """At boot: queue the boot event and the settings in effect, start the link thread."""
-        app = self.app
-        ev = {"fw": app.fw, "reset_cause": app.reset_cause}
-        if app.boot_cmd_id:
-            ev["cmd_id"] = app.boot_cmd_id
+        st = self.station
+        ev = {"fw": st.fw, "reset_cause": st.reset_cause}
+        if st.boot_cmd_id:
+            ev["cmd_id"] = st.boot_cmd_id
         self.emit_event("boot", ev, now_ms)
         self.publish_reported(now_ms)
         self.publish_state(now_ms)
@@ -60,8 +55,7 @@ class Cloud:
             self.publish_reported(now_ms)
             self.resend_sessions(now_ms)
             return
-        ch = self.app.charger
-        if ch.version != self._v or self.app.contactor_closed != self._con or self.app.settings is not self._settings:
+        if self.station.status_version() != self._v:
             self.publish_state(now_ms)
         elif self._last_state is None or \
                 ticks_diff(now_ms, self._last_state) >= self._setting("state_interval_s", 10) * 1000:
@@ -71,7 +65,7 @@ class Cloud:
             self.resend_sessions(now_ms)
 
     def _setting(self, key, default):
-        v = self.app.settings.get(key, default)
+        v = self.station.settings.get(key, default)
         return v if isinstance(v, int) and v > 0 else default
 
     # ---- outbound ------------------------------------------------------------------------------
@@ -83,9 +77,9 @@ class Cloud:
         return now_ms
 
     def _send(self, topic, fields, now_ms, retain=False, key=None):
-        app = self.app
+        st = self.station
         now_ms = self._now(now_ms)
-        payload = self.env.dumps(fields, app.up_ms(now_ms), app.ts(now_ms))
+        payload = self.env.dumps(fields, st.up_ms(now_ms), st.ts(now_ms))
         self.link.publish(topic, payload, retain, 1, key)
 
     def emit_event(self, etype, fields=None, now_ms=None):
@@ -111,7 +105,7 @@ class Cloud:
 
     def publish_reported(self, now_ms=None):
         # the settings object itself, complete, retained (no envelope: contract "config/reported")
-        self.link.publish(self.t.config_reported, json.dumps(self.app.settings), True, 1, "reported")
+        self.link.publish(self.t.config_reported, json.dumps(self.station.settings), True, 1, "reported")
 
     def send_session(self, rec, now_ms=None):
         """A closed session record (written to flash before): publish it (again)."""
@@ -121,7 +115,7 @@ class Cloud:
 
     def resend_sessions(self, now_ms):
         self._last_sessions = now_ms
-        pending = self.app.sessions.pending(SESSIONS_PER_ROUND)
+        pending = self.station.pending_sessions(SESSIONS_PER_ROUND)
         for rec in pending:
             self._send(self.t.session, rec, now_ms)
         if not pending:
@@ -129,57 +123,15 @@ class Cloud:
 
     def publish_state(self, now_ms=None):
         now_ms = self._now(now_ms)
-        self._v = self.app.charger.version
-        self._con = self.app.contactor_closed
-        self._settings = self.app.settings
+        self._v = self.station.status_version()
         self._last_state = now_ms
-        self._send(self.t.state, self.state_fields(now_ms), now_ms, True, "state")
+        self._send(self.t.state, self.station.status(now_ms), now_ms, True, "state")
 
-    def state_fields(self, now_ms):
-        app = self.app
-        ch = app.charger
-        s = app.settings
-        m = app.meter
-        if ch.pilot_mode == "high":
-            duty = 100
-        elif ch.pilot_mode == "low":
-            duty = 0
-        else:
-            duty = ch.duty_pm / 10
-        left = ch.lease_ms_left
-        ok = bool(getattr(m, "ok", False))
-        sess = None
-        cur = app.sessions.current
-        if cur is not None:
-            sess = {"id": cur.get("id"), "wh": cur.get("wh", 0) or 0, "ts": cur.get("ts_start"),
-                    "auth_id": cur.get("auth_id")}
-            start = cur.get("meter_start_wh")
-            live = getattr(m, "energy_wh", None)
-            if ok and start is not None and live is not None and live - start > sess["wh"]:
-                sess["wh"] = int(live - start)  # the live meter, between flash checkpoints
-        return {
-            "mode": ch.mode,
-            "cp": ch.cp_name,
-            "pwm_duty": duty,
-            "offered_a": ch.offered_da / 10,
-            "limit_a": ch.limit_da / 10,
-            "limit_src": ch.limit_src,
-            "lease_s": None if left is None else (left + 999) // 1000,
-            "contactor": bool(app.contactor_closed),
-            "phases": ch.phases,
-            "i_a": [_r1(x) for x in m.i_a] if ok else None,
-            "v_v": [_r1(x) for x in m.v_v] if ok else None,
-            "p_w": int(m.p_w) if ok and m.p_w is not None else None,
-            "e_wh": app.energy_wh_persisted,
-            "pp_a": app.pp_a,
-            "temp_c": _r1(app.temp_c),
-            "session": sess,
-            "auth": {"required": bool(s.get("auth_required")), "state": ch.auth_state, "id": ch.auth_id},
-            "standalone": bool(s.get("standalone")),
-            "enabled": bool(s.get("enabled")),
-            "faults": list(ch.faults),
-            "fw": app.fw,
-        }
+    def _get_result(self, now_ms):
+        # contract: `get`'s state carries the envelope of the reply it travels in (same seq)
+        st = self.station
+        state = self.env.peek(st.status(now_ms), st.up_ms(now_ms), st.ts(now_ms))
+        return {"state": state, "settings": st.settings}
 
     # ---- inbound -------------------------------------------------------------------------------
     def handle(self, topic, payload, now_ms):
@@ -211,7 +163,7 @@ class Cloud:
         except P.ProtocolError as e:
             self.reject("limit", e.code, e.detail, now_ms)
             return
-        r = self.app.charger.set_cloud_limit(now_ms, a, ttl, seq)
+        r = self.station.set_limit(now_ms, a, ttl, seq)
         if r is not None:
             code, detail = r
             if code == "stale":
@@ -226,7 +178,7 @@ class Cloud:
             return
         if doc is None:
             return  # retained config cleared by the cloud: keep what is in effect
-        err = self.app.apply_settings(doc)
+        err = self.station.apply_settings(doc)
         if err is not None:
             self.reject("config", err[0], err[1], now_ms)
             return
@@ -255,36 +207,34 @@ class Cloud:
         self.reply(cid, result, err, now_ms)
 
     def _run(self, cid, op, args, now_ms):
-        app = self.app
-        ch = app.charger
+        st = self.station
         if self._restarting:
             return None, (P.BUSY, "restarting")
         if op == "get":
-            return {"state": self.state_fields(now_ms), "settings": app.settings}, None
+            return self._get_result(now_ms), None
         if op == "authorize":
-            err = ch.authorize(now_ms, args["auth_id"])
+            err = st.authorize(now_ms, args["auth_id"])
             return ({"auth_id": args["auth_id"]} if err is None else None), err
         if op == "deauthorize":
-            return None, ch.deauthorize(now_ms)
+            return None, st.deauthorize(now_ms)
         if op == "stop":
-            return None, ch.stop(now_ms)
+            return None, st.stop(now_ms)
         if op == "resume":
-            return None, ch.resume(now_ms)
+            return None, st.resume(now_ms)
         if op == "session_ack":
             sid = args["session_id"]
-            deleted = bool(app.sessions.ack(sid))
-            return {"session_id": sid, "deleted": deleted}, None
+            return {"session_id": sid, "deleted": st.ack_session(sid)}, None
         if op == "set":
-            err = app.apply_settings(args["settings"])
+            err = st.apply_settings(args["settings"])
             if err is not None:
                 return None, err
             self._applied(now_ms)
-            return {"settings": app.settings}, None
+            return {"settings": st.settings}, None
         if op == "restart":
             # the reply goes out first; the app then ends the session, persists, says offline
             # through link.shutdown() and resets
             self._restarting = True
             self.reply(cid, None, None, now_ms)
-            app.request_restart(cid)
+            st.restart(cid)
             return None, None
         return None, (P.UNKNOWN_OP, op)

@@ -79,6 +79,12 @@ class Envelope:
                 d[k] = fields[k]
         return d
 
+    def peek(self, fields, up_ms, ts):
+        """The envelope the next message will carry, around fields (seq not consumed)."""
+        d = self.wrap(fields, up_ms, ts)
+        self.seq -= 1
+        return d
+
     def dumps(self, fields, up_ms, ts):
         return json.dumps(self.wrap(fields, up_ms, ts))
 

@@ -1,18 +1,16 @@
-# A small app for the cloud tests (both runtimes): the real Charger, settings and SessionLog, with
-# the app duties of firmware/app.py that firmware/cloud.py uses, and a recording stand-in for the
-# link's queue API (the real link runs against mosquitto in test_link.py; importing it here too
-# would not fit the 112K heap when everything is compiled from source).
+# The MQTT backend (firmware/cloud.py) on the real Station (charging core, settings, session log on
+# a temporary flash) with a recording stand-in for the link's queue API (the real link runs against
+# mosquitto in test_link.py; importing it here too would not fit the 112K heap when everything is
+# compiled from source). Both runtimes.
 import gc
 import json
 
-from firmware.charger import Charger
+from firmware.station import Station
 
 gc.collect()  # compiling from source on the unix port: keep the 112K heap unfragmented
 from firmware.cloud import Cloud  # noqa: E402
 
 gc.collect()
-from firmware import settings as settings_mod  # noqa: E402
-from firmware.sessions import SessionLog  # noqa: E402
 from firmware.storage import Storage  # noqa: E402
 from mpcompat import TempDir  # noqa: E402
 
@@ -59,45 +57,39 @@ class QueueLink:
         return len(self._out)
 
 
-class RigApp:
-    def __init__(self, standalone=False, boot=7, boot_cmd_id=None):
-        s = settings_mod.defaults(HW)
-        s["standalone"] = standalone
-        self.settings = s
-        self.charger = Charger(s, HW, 3)
-        self.sessions = SessionLog(Storage(TempDir("cloud").path), SERIAL, boot)
+class BoardCaps:
+    """The capabilities a Station takes from a board, and a meter with fixed readings."""
+
+    hw_max_a = HW
+    phases = 3
+    tethered_a = None
+
+    def __init__(self):
         self.meter = Meter()
-        self.boot = boot
-        self.reset_cause = "soft" if boot_cmd_id else "power_on"
-        self.boot_cmd_id = boot_cmd_id
-        self.serial = SERIAL
-        self.prefix = "evse"
-        self.fw = "0.1.0"
-        self.energy_wh_persisted = 1000
-        self.pp_a = None
-        self.temp_c = 25.0
-        self.contactor_closed = False
+
+
+class CloudRig:
+    def __init__(self, standalone=False, boot=7, boot_cmd_id=None):
+        store = Storage(TempDir("cloud").path)
+        store.write_json("energy.json", {"wh": 1000})
+        st = Station(store, SERIAL, boot, BoardCaps(), {"standalone": standalone}, lambda: 1763712000)
+        st.reset_cause = "soft" if boot_cmd_id else "power_on"
+        st.boot_cmd_id = boot_cmd_id
+        st.temp_c = 25.0
+        st.on_restart = self._restart
+        self.station = st
+        self.charger = st.charger
+        self.sessions = st.sessions
         self.restarts = []
         self.outbox_at_restart = None
         self.link = QueueLink()
-        self.cloud = Cloud(self, self.link)
+        self.cloud = Cloud(st, self.link, "evse")
 
-    def ts(self, now_ms=None):
-        return 1763712000
+    @property
+    def settings(self):
+        return self.station.settings
 
-    def up_ms(self, now_ms):
-        return now_ms
-
-    def apply_settings(self, doc):
-        try:
-            new = settings_mod.merged(self.settings, doc, HW)
-        except settings_mod.SettingsError as e:
-            return (e.code, e.detail)
-        self.settings = new
-        self.charger.apply_settings(new)
-        return None
-
-    def request_restart(self, cmd_id):
+    def _restart(self, cmd_id):
         self.restarts.append(cmd_id)
         self.outbox_at_restart = len(self.link._out)
 
@@ -138,5 +130,5 @@ def snapshot(app):
     # sorted: MicroPython dicts do not keep insertion order
     ch = app.charger
     return json.dumps([sorted(app.settings.items()), ch.lease.seq, ch.lease.valid, ch.lease.grid_da,
-                       ch.auth_state, getattr(ch, "_grant_valid", None), getattr(ch, "_stopped", None),
+                       ch.auth_state, ch.session._grant_valid, ch.session._hold,
                        app.restarts, len(app.sessions.pending())])

@@ -2,7 +2,7 @@
 # id, `rejected` for the rest, state/config/session publishing. Runs on both runtimes.
 import json
 
-from cloud_rig import RigApp, outcome, snapshot
+from cloud_rig import CloudRig, outcome, snapshot
 
 STATE_KEYS = ("v", "boot", "seq", "up_ms", "ts", "mode", "cp", "pwm_duty", "offered_a", "limit_a",
               "limit_src", "lease_s", "contactor", "phases", "i_a", "v_v", "p_w", "e_wh", "pp_a",
@@ -10,7 +10,7 @@ STATE_KEYS = ("v", "boot", "seq", "up_ms", "ts", "mode", "cp", "pwm_duty", "offe
 
 
 def test_start_queues_boot_state_and_reported():
-    app = RigApp(boot_cmd_id="c-9")
+    app = CloudRig(boot_cmd_id="c-9")
     app.cloud.start(0)
     assert app.link.started and "evse/T0001/cmd" in app.link.topics
     msgs = app.take()
@@ -24,7 +24,7 @@ def test_start_queues_boot_state_and_reported():
 
 
 def test_state_has_every_contract_field():
-    app = RigApp()
+    app = CloudRig()
     app.cloud.publish_state(5)
     st = [m[1] for m in app.take() if m[0] == "state"][0]
     for k in STATE_KEYS:
@@ -36,13 +36,13 @@ def test_state_has_every_contract_field():
 
 
 def test_state_on_change_interval_and_reconnect():
-    app = RigApp()
+    app = CloudRig()
     c = app.cloud
     c.service(0)
     assert [m[0] for m in app.take()].count("state") == 1
     c.service(100)
     assert app.take() == []
-    app.contactor_closed = True
+    app.station.inp.contactor_closed = True
     c.service(200)
     assert [m[0] for m in app.take()] == ["state"]
     c.service(10100)
@@ -58,7 +58,7 @@ def test_state_on_change_interval_and_reconnect():
 
 
 def test_sessions_resent_until_acked():
-    app = RigApp()
+    app = CloudRig()
     c = app.cloud
     sid = app.sessions.open(None, 990, 1)
     rec = app.sessions.close("ev_unplugged", 1000, 2)
@@ -82,7 +82,7 @@ def test_sessions_resent_until_acked():
 
 
 def test_every_command_gets_one_reply():
-    app = RigApp()
+    app = CloudRig()
     for op, extra in (("get", {}), ("authorize", {"auth_id": "app:42"}), ("deauthorize", {}),
                       ("stop", {}), ("resume", {}), ("session_ack", {"session_id": "nope"}),
                       ("set", {"settings": {"max_current_a": 10}})):
@@ -94,21 +94,21 @@ def test_every_command_gets_one_reply():
 
 
 def test_get_returns_state_and_settings():
-    app = RigApp()
+    app = CloudRig()
     msgs = app.deliver("cmd", b'{"id":"g","op":"get"}')
     r = [m[1] for m in msgs if m[0] == "reply"][0]
     assert r["result"]["settings"] == app.settings and r["result"]["state"]["mode"] == "disconnected"
 
 
 def test_authorize_reaches_the_core():
-    app = RigApp()
+    app = CloudRig()
     app.deliver("cmd", b'{"id":"a","op":"authorize","auth_id":"app:42"}')
     ev = app.charger.pop_events()
     assert {"type": "auth", "result": "granted", "auth_id": "app:42"} in ev
 
 
 def test_set_and_config_publish_reported_and_applied():
-    app = RigApp()
+    app = CloudRig()
     msgs = app.deliver("config", b'{"max_current_a":20,"auth_required":true}')
     rels = [m[0] for m in msgs]
     assert "config/reported" in rels and "state" in rels
@@ -118,7 +118,7 @@ def test_set_and_config_publish_reported_and_applied():
 
 
 def test_bad_config_rejected_whole():
-    app = RigApp()
+    app = CloudRig()
     before = snapshot(app)
     for p, code in ((b'{"max_current_a":20,"bogus":1}', "bad_request"), (b'{"max_current_a":99}', "out_of_range"),
                     (b"{", "bad_json"), (b"[]", "bad_request"), (None, "bad_request")):
@@ -129,7 +129,7 @@ def test_bad_config_rejected_whole():
 
 
 def test_cmd_errors():
-    app = RigApp()
+    app = CloudRig()
     before = snapshot(app)
     cases = [
         (b'{"op":"get"}', ["rejected", "cmd", "bad_request"]),
@@ -147,7 +147,7 @@ def test_cmd_errors():
 
 
 def test_limits():
-    app = RigApp(standalone=False)
+    app = CloudRig(standalone=False)
     assert app.deliver("limit", b'{"a":10,"ttl_s":60,"seq":5}') == []
     assert app.charger.lease.valid and app.charger.lease.grid_da == [100, 100, 100]
     assert outcome(app.deliver("limit", b'{"a":12,"seq":5}')) == [["rejected", "limit", "out_of_range"]]
@@ -156,13 +156,13 @@ def test_limits():
     assert app.charger.lease.grid_da == [100, 100, 100] and app.charger.lease.seq == 5
     assert app.deliver("limit", b'{"a":[16,16,8],"seq":6}') == []
     assert app.charger.lease.grid_da == [160, 160, 80]
-    sa = RigApp(standalone=True)
+    sa = CloudRig(standalone=True)
     assert outcome(sa.deliver("limit", b'{"a":10,"seq":1}')) == [["rejected", "limit", "not_allowed"]]
     assert not sa.charger.lease.valid
 
 
 def test_restart_replies_first_then_busy():
-    app = RigApp()
+    app = CloudRig()
     msgs = app.deliver("cmd", b'{"id":"r1","op":"restart"}')
     assert app.restarts == ["r1"] and app.outbox_at_restart == 1  # the reply was queued before
     assert outcome(msgs) == [["reply", True, None, "r1"]]
@@ -170,7 +170,7 @@ def test_restart_replies_first_then_busy():
 
 
 def test_foreign_topics_ignored():
-    app = RigApp()
+    app = CloudRig()
     app.cloud.handle("evse/OTHER/cmd", b'{"id":"x","op":"get"}', 0)
     app.cloud.handle("evse/T0001/state", b"{}", 0)
     assert app.take() == []

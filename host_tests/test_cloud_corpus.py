@@ -4,7 +4,7 @@ import binascii
 import gc
 import json
 
-from cloud_rig import RigApp, outcome, snapshot
+from cloud_rig import CloudRig, outcome, snapshot
 
 MAX_PAYLOAD = 8192
 
@@ -38,7 +38,7 @@ def test_replay_fuzz_corpus():
             unit = binascii.unhexlify(e["h"])
             # the link hands payloads over 8 KB to the app as None without ever allocating them
             payload = None if len(unit) * e["r"] > MAX_PAYLOAD else unit * e["r"]
-            app = RigApp(standalone=e["sa"])
+            app = CloudRig(standalone=e["sa"])
             if e["pre"]:
                 assert _deliver(app, "limit", b'{"a":10,"ttl_s":60,"seq":100}') == []
             before = snapshot(app)

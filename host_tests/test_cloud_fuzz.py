@@ -8,7 +8,7 @@ import json
 import math
 import os
 
-from cloud_rig import RigApp, outcome, snapshot
+from cloud_rig import CloudRig, outcome, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,7 +80,7 @@ def deliver(app, topic, payload):
 
 
 def run_case(topic, payload, standalone, pre):
-    app = RigApp(standalone=standalone)
+    app = CloudRig(standalone=standalone)
     if pre:
         assert deliver(app, "limit", b'{"a":10,"ttl_s":60,"seq":100}') == []
     before = snapshot(app)

@@ -10,7 +10,7 @@ def _steady_board():
     clock = VirtualClock(PERIOD - 500)
     b = SimBoard(clock)
     b.plant.ev_op({"op": "plug", "cable_a": 32, "phases": 3, "max_a": 32})
-    b.pilot.set_current_da(160)
+    b.pwm_on(267)  # 16 A
     clock.advance(1000)
     b.contactor.set(True, clock.ticks_ms())
     for _ in range(300):  # 3 s: S2 closed, contactor confirmed, vehicle drawing, no events pending

@@ -130,7 +130,7 @@ def test_board_attributes():
 
     clock = VirtualClock(0)
     b = SimBoard(clock, serial="SIM0042", reset_cause="watchdog", storage_root="build/tmp/x")
-    for name in ("pilot", "pp", "contactor", "meter", "rcd", "temp", "rfid", "led", "button", "wdt"):
+    for name in ("pilot", "pp", "contactor", "meter", "rcd", "temp", "rfid", "wdt"):
         assert getattr(b, name) is not None, name
     assert b.hw_max_a == C.HW_MAX_A and b.phases == 3 and b.tethered_a is None
     assert b.serial == "SIM0042" and b.reset_cause() == "watchdog" and b.storage_root == "build/tmp/x"

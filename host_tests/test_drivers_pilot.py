@@ -5,7 +5,8 @@ from drvfakes import FakePWM, SeqADC, pwm_wave
 from board import circuit as C
 from board.sim.board import SimBoard
 from board.sim.clock import VirtualClock
-from drivers.pilot import Pilot, PilotCal, da_for_duty_pm, duty_pm_for_da
+from drivers.pilot import Pilot, PilotCal
+from firmware.iec61851 import da_for_duty_pm, duty_pm_for_da
 
 CAL = C.pilot_cal()
 
@@ -44,21 +45,21 @@ def test_outputs():
     pwm = FakePWM()
     p = Pilot(pwm, SeqADC([0]), CAL)
     assert pwm.f == 1000 and pwm.duty == 65535 and p.mode == "high" and p.duty_pm == 1000
-    assert p.set_current_da(160) == 267
+    assert p.set_duty_pm(duty_pm_for_da(160)) == 267
     assert pwm.duty == 267 * 65535 // 1000 and p.mode == "pwm"
-    assert p.set_current_da(50) == 1000 and p.mode == "high" and pwm.duty == 65535
+    assert p.set_duty_pm(duty_pm_for_da(50)) == 1000 and p.mode == "high" and pwm.duty == 65535
     p.set_low()
     assert pwm.duty == 0 and p.mode == "low" and p.duty_pm == 0
     inv = FakePWM()
     q = Pilot(inv, SeqADC([0]), CAL, invert=True)
-    q.set_current_da(160)
+    q.set_duty_pm(duty_pm_for_da(160))
     assert inv.duty == 65535 - 267 * 65535 // 1000
 
 
 def sample(mode_da, high_mv, low_mv, duty_pm, **kw):
     p = Pilot(FakePWM(), SeqADC(pwm_wave(CAL, high_mv, low_mv, duty_pm, **kw)), CAL)
     if mode_da:
-        p.set_current_da(mode_da)
+        p.set_duty_pm(duty_pm_for_da(mode_da))
     p.sample()
     return p
 
@@ -85,12 +86,12 @@ def test_hysteresis_keeps_a_state_near_its_band_edge():
     wave_edge = pwm_wave(CAL, 10150, -12000, 267)
     adc = SeqADC(wave_b)
     p = Pilot(FakePWM(), adc, CAL)
-    p.set_current_da(160)
+    p.set_duty_pm(duty_pm_for_da(160))
     assert p.sample() == "B"
     adc.seq = wave_edge
     assert p.sample() == "B"  # 1.15 V above B: kept
     fresh = Pilot(FakePWM(), SeqADC(wave_edge), CAL)
-    fresh.set_current_da(160)
+    fresh.set_duty_pm(duty_pm_for_da(160))
     assert fresh.sample() == "X"  # but not entered from nothing
 
 
@@ -99,7 +100,7 @@ def test_single_spikes_are_ignored():
     wave[3] = 3300000  # ADC full scale
     wave[60] = 0
     p = Pilot(FakePWM(), SeqADC(wave), CAL)
-    p.set_current_da(160)
+    p.set_duty_pm(duty_pm_for_da(160))
     assert p.sample() == "C" and p.diode_ok is True
     assert abs(p.high_mv - 6000) < 100 and abs(p.low_mv + 12000) < 100
 
@@ -138,7 +139,7 @@ def test_against_the_simulated_plant():
     assert settle() == "A" and pilot.diode_ok is None
     pl.ev_op({"op": "plug", "cable_a": 32, "phases": 3, "max_a": 32})
     assert settle() == "B"
-    pilot.set_current_da(160)
+    pilot.set_duty_pm(duty_pm_for_da(160))
     assert pl.ev_state()["duty"] == 26.7
     assert pilot.sample() == "B" and pilot.diode_ok is True
     assert settle() == "C" and pilot.diode_ok is True
@@ -152,9 +153,9 @@ def test_against_the_simulated_plant():
     pl.ev_op({"op": "fault", "kind": "cp_short", "on": True})
     assert settle() == "E"
     pl.ev_op({"op": "fault", "kind": "cp_short", "on": False})
-    pilot.set_current_da(800)  # 96 %
+    pilot.set_duty_pm(duty_pm_for_da(800))  # 96 %
     assert settle(5000) == "C" and pilot.diode_ok is True
-    pilot.set_current_da(60)  # 10 %
+    pilot.set_duty_pm(duty_pm_for_da(60))  # 10 %
     assert settle(5000) == "C" and pilot.diode_ok is True
     pilot.set_low()
     assert settle() == "F"

@@ -56,12 +56,12 @@ def test_c_to_b_opens_within_100ms():
 
 def test_paused_vehicle_is_requesting_not_finished():
     r = charging_rig()
-    r.app.apply_settings({"max_current_a": 0})
+    r.app.station.apply_settings({"max_current_a": 0})
     r.run(T.PWM_OFF_OPEN_MS + 1000, until=lambda: not commanded(r))
     assert not commanded(r) and r.ch.limit_src == "max"
     r.run(T.MIN_OFF_MS)
     assert r.ch.mode == "connected_requesting"
-    r.app.apply_settings({"max_current_a": 16})
+    r.app.station.apply_settings({"max_current_a": 16})
     r.run(5000, until=r.contactor_out)
     assert r.contactor_out() and r.ch.mode == "connected_charging"
 
@@ -138,12 +138,12 @@ def test_vehicle_ignoring_pwm_removal_is_cut_after_6s():
 def test_lower_limit_applies_at_once_raise_waits_5s():
     r = charging_rig(max_a=32, settings={"max_current_a": 32})
     assert r.ch.offered_da == 320
-    assert r.app.apply_settings({"max_current_a": 10}) is None
+    assert r.app.station.apply_settings({"max_current_a": 10}) is None
     r.run(2 * TICK)
     assert r.ch.offered_da == 100 and r.board.pilot.duty_pm == T.duty_pm_for_da(100)
     t = r.run(8000, until=lambda: max(r.plant.draw_a) <= 10.5)
     assert t <= 5000, t  # the vehicle followed within the 5 s the standard gives it
-    r.app.apply_settings({"max_current_a": 20})
+    r.app.station.apply_settings({"max_current_a": 20})
     t = r.run(8000, until=lambda: r.ch.offered_da == 200)
     assert r.ch.offered_da == 200
     assert t >= T.RAISE_INTERVAL_MS - 3000 - TICK, t  # no raise sooner than 5 s after the lowering
@@ -217,7 +217,7 @@ def test_power_cut_closes_session_with_power_loss_and_keeps_energy():
     r = charging_rig(max_a=16)
     r.run(120000)  # 2 minutes at ~11 kW
     sid = r.app.sessions.current["id"]
-    e_before = r.app.energy_wh_persisted
+    e_before = r.app.station.energy_wh_persisted
     assert e_before > 300, e_before
     # power cut: the app vanishes without any shutdown; the next boot uses the same flash
     r2 = Rig(storage_root=r.root)
@@ -226,8 +226,8 @@ def test_power_cut_closes_session_with_power_loss_and_keeps_energy():
     assert [x["id"] for x in recs] == [sid]
     rec = recs[0]
     assert rec["stop_reason"] == "power_loss"
-    assert rec["wh"] > 200 and rec["meter_end_wh"] <= r2.app.energy_wh_persisted
-    assert r2.app.energy_wh_persisted >= e_before  # the lifetime counter never goes back
+    assert rec["wh"] > 200 and rec["meter_end_wh"] <= r2.app.station.energy_wh_persisted
+    assert r2.app.station.energy_wh_persisted >= e_before  # the lifetime counter never goes back
     assert r2.app.sessions.current is None
 
 
@@ -281,20 +281,20 @@ def test_restart_waits_for_the_contactor_even_with_a_vehicle_that_holds_on():
     recs = r.app.sessions.pending()
     assert recs and recs[-1]["stop_reason"] == "restart"
     r2 = Rig(storage_root=r.root, reset_cause="soft")
-    assert r2.app.boot_cmd_id == "c-restart" and r2.app.reset_cause == "soft"
+    assert r2.app.station.boot_cmd_id == "c-restart" and r2.app.station.reset_cause == "soft"
 
 
 def test_cable_capacity_limits_and_tethered_cable_has_no_pp():
     r = Rig(settings={"max_current_a": 32})
     r.ev({"op": "plug", "cable_a": 13, "phases": 1, "max_a": 32})
     r.run(6000)
-    assert r.contactor_out() and r.ch.limit_src == "cable" and r.ch.offered_da == 130 and r.app.pp_a == 13
+    assert r.contactor_out() and r.ch.limit_src == "cable" and r.ch.offered_da == 130 and r.app.station.pp_a == 13
     r.ev({"op": "unplug"})
     r.run(15000)
     r.ev({"op": "plug", "cable_a": None, "phases": 3, "max_a": 32})  # the contract's tethered cable
     r.run(6000)
     assert r.contactor_out() and r.ch.mode == "connected_charging"
-    assert r.app.pp_a is None and r.ch.offered_da == 320 and r.ch.faults == []
+    assert r.app.station.pp_a is None and r.ch.offered_da == 320 and r.ch.faults == []
 
 
 def test_an_exception_in_the_slow_work_does_not_stop_charging():
@@ -321,6 +321,6 @@ def test_current_reading_follows_the_contactor_at_once():
     r.run(300)  # half-way between two of the 1 Hz meter reads
     assert r.app.meter.i_a[0] > 15
     r.ev({"op": "unplug"})
-    r.run(1000, until=lambda: not r.app.contactor_closed)
+    r.run(1000, until=lambda: not r.app.station.contactor_closed)
     r.run(2 * 50)  # the slow work after the change (SLOW_MS)
-    assert not r.app.contactor_closed and r.app.meter.i_a == [0.0, 0.0, 0.0], r.app.meter.i_a
+    assert not r.app.station.contactor_closed and r.app.meter.i_a == [0.0, 0.0, 0.0], r.app.meter.i_a

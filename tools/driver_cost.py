@@ -31,7 +31,7 @@ def main():
     clock = VirtualClock(0)
     b = SimBoard(clock)
     b.plant.ev_op({"op": "plug", "cable_a": 32, "phases": 3, "max_a": 32})
-    b.pilot.set_current_da(160)
+    b.pwm_on(267)  # 16 A
     clock.advance(1000)
     b.contactor.set(True, clock.ticks_ms())
     clock.advance(3000)

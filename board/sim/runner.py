@@ -154,17 +154,18 @@ class Status:
         app = self.app
         ch = app.charger
         m = app.meter
+        st = app.station
         doc = {
-            "up_ms": app.up_ms(now),
+            "up_ms": st.up_ms(now),
             "mode": ch.mode,
             "cp": ch.cp_name,
             "duty": ch.duty_pm / 10,
             "offered_a": ch.offered_da / 10,
             "limit_a": ch.limit_da / 10,
             "limit_src": ch.limit_src,
-            "contactor": app.contactor_closed,
+            "contactor": st.contactor_closed,
             "i_a": list(m.i_a),
-            "e_wh": app.energy_wh_persisted,
+            "e_wh": st.energy_wh_persisted,
             "session": app.sessions.current["id"] if app.sessions.current else None,
             "auth": ch.auth_state,
             "faults": list(ch.faults),
@@ -202,9 +203,9 @@ class BenchProbe:
         app.max_gap_ms = 0
         if gap > self.gap_max:
             self.gap_max = gap
-        doc = {"up_ms": app.up_ms(now), "gap_ms": gap, "gap_max_ms": self.gap_max, "mem_alloc": gc.mem_alloc(),
+        doc = {"up_ms": app.station.up_ms(now), "gap_ms": gap, "gap_max_ms": self.gap_max, "mem_alloc": gc.mem_alloc(),
                "mem_free": gc.mem_free(), "live_max": self.live_max if self.mem else None,
-               "mode": app.charger.mode, "contactor": app.contactor_closed}
+               "mode": app.charger.mode, "contactor": app.station.contactor_closed}
         print("@bench " + json.dumps(doc))
 
 
@@ -236,8 +237,10 @@ def main():
     prefix = opts["prefix"]
     link = ev_link = None
     if "broker" in opts:
-        base = prefix + "/" + sid + "/"
-        link = make_link(opts, sid, [base + "limit", base + "cmd", base + "config"], base + "online")
+        from firmware.protocol import Topics
+
+        t = Topics(prefix, sid)
+        link = make_link(opts, sid, t.inbound(), t.online)
         ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None,
                             "ev-broker" if "ev-broker" in opts else "broker")
     app = App(board, link, serial=sid, prefix=prefix, first_settings=first)
