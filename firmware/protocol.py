@@ -140,7 +140,7 @@ def loads(payload):
         try:
             obj = text.clean(obj)
         except Exception:  # noqa: BLE001  ValueError, MemoryError
-            raise ProtocolError(BAD_JSON, "lone surrogate in a string") from None
+            raise ProtocolError(BAD_JSON, "lone surrogate or invalid escape in a string") from None
     return obj
 
 

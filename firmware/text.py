@@ -9,8 +9,9 @@
 #                      checked too: on CPython it may hold surrogates, on MicroPython any bytes.
 #   clean(obj)      -> the decoded JSON document (dicts, lists, strings, numbers...) with every
 #                      escaped surrogate pair ("\ud835\udfd9") combined into the one character it
-#                      encodes; ValueError for a lone surrogate anywhere, keys included. Lists and
-#                      dicts are fixed in place; a string without surrogates is returned as it is.
+#                      encodes; ValueError for a lone surrogate (or a code point past U+10FFFF)
+#                      anywhere, keys included. Lists and dicts are fixed in place; a string
+#                      without surrogates is returned as it is.
 #   quote(v, n)     -> a printable-ASCII form of anything (str, bytes, other) of at most n characters,
 #                      for an error's detail; never raises.
 #
@@ -89,10 +90,12 @@ def decode(payload):
     return s
 
 
-def _has_surrogate(s):
+def _suspect(s):
+    # > U+10FFFF too: MicroPython's json reads any 4 characters after \u as "hex" ("\uZZZZ" gives
+    # U+23333); what it makes stays below U+10FFFF as far as measured, but that is not promised.
     for ch in s:  # iterating a str allocates nothing on MicroPython (measured under heap_lock)
         o = ord(ch)
-        if 0xD800 <= o <= 0xDFFF:
+        if 0xD800 <= o <= 0xDFFF or o > 0x10FFFF:
             return True
     return False
 
@@ -118,6 +121,8 @@ def _combine(s):
             high = o
         elif 0xDC00 <= o <= 0xDFFF:
             raise ValueError(_LONE)
+        elif o > 0x10FFFF:
+            raise ValueError("beyond U+10FFFF")
         i += 1
     if high:
         raise ValueError(_LONE)
@@ -127,7 +132,7 @@ def _combine(s):
 
 
 def _text(s):
-    if _has_surrogate(s):
+    if _suspect(s):
         return _combine(s)
     return s
 
@@ -150,7 +155,7 @@ def clean(obj, depth=0):
             c = clean(v, depth + 1)
             if c is not v:
                 obj[k] = c  # same key: allowed while iterating
-            if isinstance(k, str) and _has_surrogate(k):
+            if isinstance(k, str) and _suspect(k):
                 if renamed is None:
                     renamed = []
                 renamed.append(k)
