@@ -15,9 +15,10 @@
 #   quote(v, n)     -> a printable-ASCII form of anything (str, bytes, other) of at most n characters,
 #                      for an error's detail; never raises.
 #
-# Why not trust the runtimes: MicroPython's bytes.decode() only refuses bytes it cannot step over
-# (0x80..0xBF or 0xF8.. leads, short sequences); it accepts overlong forms (C0 AF -> "/"), encoded
-# surrogates and code points up to 0x1FFFFF, and its json.loads() turns "\ud835\udfd9" into two
+# Why not trust the runtimes: MicroPython's bytes.decode() (unix port 1.29, measured) refuses only
+# broken structure (a stray continuation byte, an F8..FF lead, a missing or non-continuation byte in
+# a sequence); it accepts overlong forms (C0 AF -> "/"), encoded surrogates (ED A0 80) and code
+# points up to 0x1FFFFF (F4 90 80 80, F7 BF BF BF), and its json.loads() turns "\ud835\udfd9" into two
 # separate code points, which it then encodes as CESU-8. CPython's decoder is strict, but its json
 # keeps a lone "\ud800" as a surrogate that no strict encoder accepts. After decode(), a surrogate
 # can only come from a \u escape: callers that see no "\\u" in the text may skip clean().
