@@ -4,6 +4,7 @@
 # input except ProtocolError.
 import json
 
+from firmware import text
 from firmware.units import (  # noqa: F401  (the error codes and bounds are part of this module's API)
     BAD_JSON,
     BAD_REQUEST,
@@ -112,20 +113,29 @@ def _finite(obj, depth=0):
 
 def loads(payload):
     """Decode a JSON payload (bytes or str). Raises ProtocolError(bad_json) for anything that is not
-    valid, finite JSON, and for a payload dropped as too large (None)."""
+    strict UTF-8 (firmware/text.py), valid, finite JSON, or that holds a lone surrogate escape, and
+    ProtocolError(bad_request) for a payload dropped as too large (None). Escaped surrogate pairs come
+    back combined, on MicroPython too: every string returned is strict UTF-8."""
     if payload is None:
         raise ProtocolError(BAD_REQUEST, "payload too large")
     try:
-        if isinstance(payload, (bytes, bytearray)):
-            payload = bytes(payload).decode()
+        s = text.decode(payload)
+    except Exception:  # noqa: BLE001  ValueError; MemoryError when the heap cannot hold the text
+        raise ProtocolError(BAD_JSON, "not valid UTF-8") from None
+    try:
         try:
-            obj = json.loads(payload, parse_constant=_reject_constant)
+            obj = json.loads(s, parse_constant=_reject_constant)
         except TypeError:  # MicroPython: no keyword arguments
-            obj = json.loads(payload)
+            obj = json.loads(s)
     except Exception:  # noqa: BLE001  ValueError, UnicodeError, RecursionError, MemoryError...
         raise ProtocolError(BAD_JSON, "not valid JSON") from None
     if not _finite(obj):
         raise ProtocolError(BAD_JSON, "non-finite number or nesting too deep")
+    if "\\u" in s:  # decode() let no raw surrogate through: only an escape can bring one
+        try:
+            obj = text.clean(obj)
+        except Exception:  # noqa: BLE001  ValueError, MemoryError
+            raise ProtocolError(BAD_JSON, "lone surrogate or invalid escape in a string") from None
     return obj
 
 
@@ -245,11 +255,11 @@ def reply_ok(cmd_id, result=None):
 
 def reply_error(cmd_id, code, detail):
     return {"id": cmd_id, "ok": False, "error": code if code in ERRORS else BAD_REQUEST,
-            "detail": str(detail)[:120]}
+            "detail": text.quote(detail, 120)}
 
 
 def rejected(relative_topic, code, detail=None):
     d = {"type": "rejected", "topic": relative_topic, "error": code if code in ERRORS else BAD_REQUEST}
     if detail:
-        d["detail"] = str(detail)[:120]
+        d["detail"] = text.quote(detail, 120)  # printable ASCII: never echoes what was not validated
     return d

@@ -88,6 +88,17 @@ def rig(tmp_path):
     r.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    # the e2e rig's strict-UTF-8 check on everything a charger published, as part of the test itself
+    # (a fixture's teardown would only report an error after the fact)
+    res = yield
+    r = getattr(item, "funcargs", {}).get("rig")
+    if r is not None and hasattr(r, "check_text"):
+        r.check_text()
+    return res
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "mp: runs under the MicroPython unix port")
 

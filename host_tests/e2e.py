@@ -7,6 +7,9 @@
   every message with its arrival time and decoded JSON, and talks to the charger as a cloud (limit,
   cmd, config) and as the vehicle (sim ops) would.
 - check_state(): the types of every contract field of a `state` message.
+- strict_text(): every message recorded from a charger is strict UTF-8, and JSON where the contract
+  says so (issue 16); a CloudClient checks each one as it arrives and wait()/Rig.close() fail on the
+  first that is not.
 """
 
 import itertools
@@ -38,6 +41,38 @@ SETTINGS_KEYS = ("enabled", "max_current_a", "min_current_a", "auth_required", "
                  "session_retry_s")
 SESSION_KEYS = ("id", "ts_start", "ts_end", "wh", "meter_start_wh", "meter_end_wh", "auth_id", "stop_reason")
 STOP_REASONS = ("ev_unplugged", "cmd_stop", "deauthorized", "fault", "power_loss", "restart")
+# What tools/sim-charger publishes (relative topics as Msg.rel has them); `online` is plain text.
+CHARGER_TOPICS = ("online", "state", "event", "session", "reply", "config/reported", "ev/state")
+
+
+def _surrogate_free(obj):
+    if isinstance(obj, str):
+        obj.encode("utf-8")  # strict: raises on a surrogate (CPython's json reads "\ud800" as one)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _surrogate_free(k)
+            _surrogate_free(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            _surrogate_free(v)
+
+
+def strict_text(rel, raw):
+    """None when a message the charger published on rel is strict UTF-8 (and JSON without surrogates,
+    except `online`), else why not: what a strict cloud parser would drop."""
+    try:
+        s = raw.decode("utf-8")  # errors="strict"
+    except UnicodeDecodeError as e:
+        return "not strict UTF-8 (%s)" % e
+    if rel == "online":
+        return None
+    try:
+        _surrogate_free(json.loads(s))
+    except UnicodeEncodeError as e:
+        return "JSON holds a surrogate (%s)" % e
+    except ValueError as e:
+        return "not JSON (%s)" % e
+    return None
 
 
 def wait_until(pred, timeout, what, step=0.05):
@@ -160,6 +195,7 @@ class CloudClient:
         self.base = "%s/%s/" % (prefix, serial)
         self.sim = "sim/%s/" % serial
         self.msgs = []
+        self.bad_text = []  # (Msg, why) of every charger message a strict parser would drop
         self.cond = threading.Condition()
         self.connects = 0
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-cloud-%s-%d" % (serial, next(_ids)))
@@ -191,8 +227,22 @@ class CloudClient:
         else:
             rel = topic
         with self.cond:
-            self.msgs.append(Msg(len(self.msgs), t, rel, bytes(m.payload), bool(m.retain)))
+            msg = Msg(len(self.msgs), t, rel, bytes(m.payload), bool(m.retain))
+            self.msgs.append(msg)
+            if rel in CHARGER_TOPICS:
+                why = strict_text(rel, msg.raw)
+                if why:
+                    self.bad_text.append((msg, why))
             self.cond.notify_all()
+
+    def check_text(self):
+        """Fail on the first recorded charger message that is not strict UTF-8 JSON."""
+        with self.cond:
+            bad = list(self.bad_text)
+        if bad:
+            msg, why = bad[0]
+            raise AssertionError("%s published %d message(s) a strict parser drops; first: %s %r: %s"
+                                 % (self.serial, len(bad), msg.rel, msg.raw[:300], why))
 
     def close(self):
         self.c.loop_stop()
@@ -211,6 +261,7 @@ class CloudClient:
         """The first message on rel (from index since) whose decoded payload satisfies pred."""
         end = time.monotonic() + timeout
         i = since
+        self.check_text()
         with self.cond:
             while True:
                 while i < len(self.msgs):
@@ -449,6 +500,13 @@ class Rig:
             p.close()
         for b in self.brokers:
             b.close()
+        self.check_text()  # after the cleanup above, so that a failure here leaves nothing running
+
+    def check_text(self):
+        """Every message recorded so far from the chargers is strict UTF-8 JSON (conftest.py runs this
+        when the test body ends, so it fails the test; close() again for what came after)."""
+        for c in self.clients:
+            c.check_text()
 
 
 def parallel(*fns):

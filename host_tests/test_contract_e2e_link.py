@@ -249,3 +249,51 @@ def test_bundle_boots_and_answers_get(rig):
     assert r["ok"] is True
     check_state(dict(r["result"]["state"], v=1, boot=1, seq=1, up_ms=0, ts=None))
     assert sorted(r["result"]["settings"]) == sorted(SETTINGS_KEYS)
+
+
+def test_text_input_never_breaks_what_the_charger_sends(rig):
+    """Issue 16, the issue's own inputs: an escaped surrogate pair is granted as the characters it
+    encodes, lone surrogates and invalid bytes are bad_json, nothing of them is echoed. The rig checks
+    every message recorded here is strict UTF-8 JSON (e2e.strict_text)."""
+    sid = "E2ETEXT"
+    ch, cl = rig.charger(sid, dict(FAST, standalone=False, auth_required=True, auth_timeout_s=30))
+    cl.wait("online", lambda p: p == b"online", 15)
+    cl.wait("ev/state", None, 15)
+    before = cl.cmd("get")["result"]["settings"]
+    m = cl.mark()
+    cl.plug()
+    cl.state(lambda d: d["auth"]["state"] == "pending", 5, m)
+    # json.dumps writes "\ud835\udfd9\ud835\udfde": the issue's escaped surrogate pairs
+    math16 = "\U0001d7d9\U0001d7de"
+    r = cl.cmd("authorize", auth_id=math16)
+    assert r["ok"] is True and r["result"]["auth_id"] == math16, r
+    answered = [r["id"]]
+    st = cl.state(lambda d: d["auth"]["state"] == "authorized", 5, m)
+    assert st["auth"]["id"] == math16, st
+    cl.wait("state", None, 3, cl.mark())  # a periodic state carries the grant as well
+    r = cl.cmd("\U0001f600")  # unknown op, echoed in the detail only in an escaped form
+    assert r["ok"] is False and r["error"] == "unknown_op" and r["detail"] == "unknown op \\U0001f600", r
+    answered.append(r["id"])
+    for payload in (b'{"id":"\\ud800","op":"get"}', b'{"id":"\xff","op":"get"}',
+                    b'{"id":"\xed\xa0\xb5\xed\xbf\x99","op":"get"}', b'{"id":"\xc0\xaf","op":"get"}'):
+        k = cl.mark()
+        cl.publish("cmd", payload)
+        ev = cl.event("rejected", lambda d: d["topic"] == "cmd", 5, k)
+        assert ev["error"] == "bad_json" and ev["detail"] in ("not valid UTF-8",
+                                                             "lone surrogate or invalid escape in a string"), ev
+    for payload in (b'{"local_auth_ids":["\\udc00"]}', b'{"local_auth_ids":["\xf4\x90\x80\x80"]}'):
+        k = cl.mark()
+        cl.publish("config", payload, retain=False)
+        assert cl.event("rejected", lambda d: d["topic"] == "config", 5, k)["error"] == "bad_json"
+    k = cl.mark()
+    cl.publish("limit", b'{"a":16,"ttl_s":5,"seq":1,"note":"\xe2\x82"}')
+    assert cl.event("rejected", lambda d: d["topic"] == "limit", 5, k)["error"] == "bad_json"
+    r = cl.cmd("get")
+    answered.append(r["id"])
+    after = r["result"]
+    assert after["settings"] == before, after["settings"]
+    assert after["state"]["auth"]["id"] == math16 and after["state"]["limit_src"] == "fallback", after["state"]
+    # the refused commands got no reply: their ids were not valid text
+    assert [x.d["id"] for x in cl.all("reply", m)] == answered
+    assert ch.alive()
+    rig.check_text()
