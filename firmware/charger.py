@@ -5,12 +5,13 @@
 # as `now_ms` ticks. `tick` is the fast path and allocates nothing (integers, interned strings,
 # preallocated state); events (rare) allocate. Rules and numbers: docs/charging.md.
 from firmware import session as S
+from firmware import text
 from firmware.arbitration import NO_TERM, SRC_NONE, arbitrate
 from firmware.iec61851 import CP_A, CP_B, HIGH, PWM
 from firmware.lease import Lease, rotation_map
 from firmware.monitor import SafetyMonitor
 from firmware.pilot_machine import PLUGGED, UNPLUGGED, PilotMachine
-from firmware.units import NOT_ALLOWED, da
+from firmware.units import BAD_REQUEST, MAX_ID, NOT_ALLOWED, da
 
 # contract modes
 DISCONNECTED = "disconnected"
@@ -136,14 +137,18 @@ class Charger:
         return self.lease.set(now_ms, a, ttl_s, seq)
 
     def authorize(self, now_ms, auth_id):
-        if not isinstance(auth_id, str) or not auth_id or len(auth_id) > 64:
-            return ("bad_request", "auth_id must be a string of 1..64 characters")
+        if not isinstance(auth_id, str) or not auth_id or len(auth_id) > MAX_ID:
+            return (BAD_REQUEST, "auth_id must be a string of 1..%d characters" % MAX_ID)
         self.session.authorize(now_ms, auth_id)
         return None
 
     def present_tag(self, now_ms, uid):
-        if not isinstance(uid, str) or not uid:
-            return ("bad_request", "tag uid must be a non-empty string")
+        if not isinstance(uid, str) or not uid or len(uid) > MAX_ID - 4:
+            return (BAD_REQUEST, "tag uid must be a string of 1..%d characters" % (MAX_ID - 4))
+        try:
+            text.decode(uid)  # a reader's bytes become an auth id: strict UTF-8 only (firmware/text.py)
+        except ValueError:
+            return (BAD_REQUEST, "tag uid is not valid UTF-8")
         self.session.present_tag(now_ms, uid)
         return None
 

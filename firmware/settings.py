@@ -1,5 +1,6 @@
 # The charger settings of the MQTT contract (shared/contract.md, "config"): schema, defaults and
 # all-or-nothing validation. Ranges are checked per key; the hardware maximum comes from the board.
+from firmware import text
 from firmware.units import BAD_REQUEST, MAX_ID, OUT_OF_RANGE, is_number
 
 ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3")
@@ -71,6 +72,10 @@ def _check(key, v, hw_max_a):
             raise SettingsError(BAD_REQUEST, key + " must hold non-empty strings")
         if len(s) > MAX_ID:
             raise SettingsError(OUT_OF_RANGE, "%s ids are at most %d characters" % (key, MAX_ID))
+        try:
+            text.decode(s)  # settings from flash were written by an older firmware, maybe unchecked
+        except ValueError:
+            raise SettingsError(BAD_REQUEST, key + " must hold valid UTF-8 text") from None
     return list(v)
 
 

@@ -241,3 +241,15 @@ def test_lease_capped_by_max_and_cable():
     r.set(max_current_a=10)
     r.step()
     assert r.ch.limit_da == 100 and r.ch.limit_src == "max" and r.ch.offered_da == 100
+
+
+def test_tag_uid_that_is_not_utf8_is_refused():
+    try:
+        bad = b"04\xed\xa0\x80".decode()  # MicroPython's decoder lets an encoded surrogate through
+    except UnicodeError:
+        bad = "04\ud800"  # CPython holds it as a lone surrogate
+    r = Rig(cfg={"auth_required": True, "local_auth_ids": ["04A1"]})
+    assert r.ch.present_tag(r.now, bad) == ("bad_request", "tag uid is not valid UTF-8")
+    assert r.ch.present_tag(r.now, "x" * 61)[0] == "bad_request"
+    r.step()
+    assert r.ch.auth_state == "idle" and r.events == []  # nothing stored, nothing echoed

@@ -67,3 +67,21 @@ def test_storage_atomic_roundtrip():
     assert st.read_json("b.json", "dflt") == "dflt"
     st.remove("a.json")
     assert st.read_json("a.json") is None
+
+
+def _bad_text():
+    # a lone surrogate as each runtime can hold one: CPython refuses to decode it, MicroPython does
+    try:
+        return b"04\xed\xa0\x80".decode()
+    except UnicodeError:
+        return "04\ud800"
+
+
+def test_settings_from_flash_with_invalid_text_fall_back():
+    s = settings.load({"local_auth_ids": ["04A1", _bad_text()], "max_current_a": 10}, 32)
+    assert s["local_auth_ids"] == [] and s["max_current_a"] == 10  # the bad key only, not the rest
+    try:
+        settings.validate({"local_auth_ids": [_bad_text()]}, 32)
+        raise AssertionError("accepted")
+    except settings.SettingsError as e:
+        assert e.code == "bad_request"

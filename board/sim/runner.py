@@ -9,6 +9,7 @@ import sys
 from board.sim.board import SimBoard
 from board.sim.clock import RealClock
 from board.sim.plant import Plant
+from firmware import protocol
 from firmware.app import App
 from firmware.ticks import ticks_diff, ticks_ms
 
@@ -100,8 +101,8 @@ class Vehicle:
 
     def op(self, payload):
         try:
-            doc = json.loads(payload)
-        except ValueError:
+            doc = protocol.loads(payload)  # strict UTF-8 JSON, as every input (firmware/text.py)
+        except protocol.ProtocolError:
             print("sim: ev op is not JSON")
             return
         if isinstance(doc, dict) and doc.get("op") == "_quit":
@@ -237,9 +238,7 @@ def main():
     prefix = opts["prefix"]
     link = ev_link = None
     if "broker" in opts:
-        from firmware.protocol import Topics
-
-        t = Topics(prefix, sid)
+        t = protocol.Topics(prefix, sid)
         link = make_link(opts, sid, t.inbound(), t.online)
         ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None,
                             "ev-broker" if "ev-broker" in opts else "broker")
