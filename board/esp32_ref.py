@@ -5,7 +5,7 @@ import time
 
 import machine
 
-from board import circuit as C
+from board import circuit
 from board.support import BoardSupport
 
 WDT_TIMEOUT_MS = 8000
@@ -30,7 +30,7 @@ class Board(BoardSupport):
         self._reset_cause = _RESET_CAUSES.get(machine.reset_cause(), "unknown")
         # the watchdog first: everything after this must keep feeding it
         self.wdt = machine.WDT(timeout=WDT_TIMEOUT_MS) if wdt else _NoWdt()
-        BoardSupport.__init__(self, machine, C.HW_MAX_A, C.PHASES, socket=tethered_a is None)
+        BoardSupport.__init__(self, machine, circuit.HW_MAX_A, circuit.PHASES, socket=tethered_a is None)
 
     _time_ok = False
     # time.time() counts from 2000 on some ports and builds, from 1970 on others

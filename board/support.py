@@ -13,7 +13,7 @@
 #
 # read() and the outputs run every fast tick: they allocate nothing, and an unchanged output is
 # not written again.
-from board import circuit as C
+from board import circuit
 from drivers.atm90e32 import ATM90E32
 from drivers.contactor import Contactor
 from drivers.ntc import NTC
@@ -25,7 +25,7 @@ from drivers.rcd import RCD
 class BoardSupport:
     tethered_a = None  # the cable rating (A) of a tethered cable; set by the board
 
-    def __init__(self, machine, hw_max_a=C.HW_MAX_A, phases=C.PHASES, socket=True):
+    def __init__(self, machine, hw_max_a=circuit.HW_MAX_A, phases=circuit.PHASES, socket=True):
         Pin = machine.Pin
         ADC = machine.ADC
 
@@ -34,21 +34,24 @@ class BoardSupport:
 
         self.hw_max_a = hw_max_a
         self.phases = phases
-        pwm = machine.PWM(Pin(C.PIN_CP_PWM, Pin.OUT), freq=1000, duty_u16=65535)  # start at +12 V (A/X1)
-        self.pilot = Pilot(pwm, adc(C.PIN_CP_ADC), C.pilot_cal())
-        self.pp = Proximity(adc(C.PIN_PP_ADC), C.PP_PULLUP, C.VREF_MV) if socket else None
+        pwm = machine.PWM(Pin(circuit.PIN_CP_PWM, Pin.OUT), freq=1000, duty_u16=65535)  # start at +12 V (A/X1)
+        self.pilot = Pilot(pwm, adc(circuit.PIN_CP_ADC), circuit.pilot_cal())
+        self.pp = Proximity(adc(circuit.PIN_PP_ADC), circuit.PP_PULLUP, circuit.VREF_MV) if socket else None
         self.contactor = Contactor(
-            Pin(C.PIN_CONTACTOR, Pin.OUT, value=0),
-            Pin(C.PIN_CONTACTOR_SENSE, Pin.IN),  # GPIO35: input only, external pull-up on the board
-            C.CONTACTOR_ACTUATION_MS,
-            phase_pin=Pin(C.PIN_PHASE_RELAY, Pin.OUT, value=1) if phases == 3 else None,
+            Pin(circuit.PIN_CONTACTOR, Pin.OUT, value=0),
+            Pin(circuit.PIN_CONTACTOR_SENSE, Pin.IN),  # GPIO35: input only, external pull-up on the board
+            circuit.CONTACTOR_ACTUATION_MS,
+            phase_pin=Pin(circuit.PIN_PHASE_RELAY, Pin.OUT, value=1) if phases == 3 else None,
         )
-        spi = machine.SPI(C.SPI_ID, baudrate=C.SPI_BAUD, polarity=C.SPI_POLARITY, phase=C.SPI_PHASE,
-                          sck=Pin(C.PIN_SPI_SCK), mosi=Pin(C.PIN_SPI_MOSI), miso=Pin(C.PIN_SPI_MISO))
-        self.meter = ATM90E32(spi, Pin(C.PIN_METER_CS, Pin.OUT, value=1), C.METER_UGAIN, C.METER_IGAIN)
-        self.rcd = RCD(Pin(C.PIN_RCD_AC, Pin.IN, Pin.PULL_DOWN), Pin(C.PIN_RCD_DC, Pin.IN, Pin.PULL_DOWN),
-                       Pin(C.PIN_RCD_TEST, Pin.OUT, value=0), True)
-        self.temp = NTC(adc(C.PIN_NTC_ADC), C.NTC_R_FIXED, C.NTC_R25, C.NTC_BETA, C.VREF_MV)
+        spi = machine.SPI(circuit.SPI_ID, baudrate=circuit.SPI_BAUD, polarity=circuit.SPI_POLARITY,
+                          phase=circuit.SPI_PHASE, sck=Pin(circuit.PIN_SPI_SCK), mosi=Pin(circuit.PIN_SPI_MOSI),
+                          miso=Pin(circuit.PIN_SPI_MISO))
+        self.meter = ATM90E32(spi, Pin(circuit.PIN_METER_CS, Pin.OUT, value=1), circuit.METER_UGAIN,
+                              circuit.METER_IGAIN)
+        self.rcd = RCD(Pin(circuit.PIN_RCD_AC, Pin.IN, Pin.PULL_DOWN), Pin(circuit.PIN_RCD_DC, Pin.IN, Pin.PULL_DOWN),
+                       Pin(circuit.PIN_RCD_TEST, Pin.OUT, value=0), True)
+        self.temp = NTC(adc(circuit.PIN_NTC_ADC), circuit.NTC_R_FIXED, circuit.NTC_R25, circuit.NTC_BETA,
+                        circuit.VREF_MV)
         self.rfid = None  # a reader driver with poll() -> uid or None, where the board has one
 
     # ---- inputs ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ class RCD:
         self.trip_latency_ms = None  # self-test: test line asserted -> fault line seen
         self.selftest_result = None
         self.selftest_error = None
-        self._st = _IDLE
+        self._test = _IDLE
         self._t0 = 0
         test.value(1 - self._on)
 
@@ -55,9 +55,9 @@ class RCD:
         dc = self.fault_dc.value() == on
         self.raw_ac = ac
         self.raw_dc = dc
-        if self._st == _PULSE or self._st == _RELEASE:
+        if self._test == _PULSE or self._test == _RELEASE:
             self.selftest_poll(now_ms)
-            if self._st != _DONE:
+            if self._test != _DONE:
                 self.trip_ac = False
                 self.trip_dc = False
                 return
@@ -70,7 +70,7 @@ class RCD:
             self.trip_ms = None
 
     def selftest_start(self, now_ms):
-        self._st = _IDLE
+        self._test = _IDLE
         self.poll(now_ms)
         self.trip_latency_ms = None
         self.selftest_error = None
@@ -79,24 +79,24 @@ class RCD:
             self._finish(False, ERR_TRIPPED_BEFORE)
             return
         self.test.value(self._on)
-        self._st = _PULSE
+        self._test = _PULSE
         self._t0 = now_ms
 
     def selftest_poll(self, now_ms):
-        st = self._st
-        if st == _PULSE:
+        phase = self._test
+        if phase == _PULSE:
             on = self._on
             tripped = self.fault_ac.value() == on or self.fault_dc.value() == on
             dt = ticks_diff(now_ms, self._t0)
             if tripped:
                 self.trip_latency_ms = dt
                 self.test.value(1 - on)
-                self._st = _RELEASE
+                self._test = _RELEASE
                 self._t0 = now_ms
             elif dt >= self.trip_window_ms:
                 self.test.value(1 - on)
                 self._finish(False, ERR_NO_TRIP)
-        elif st == _RELEASE:
+        elif phase == _RELEASE:
             on = self._on
             if self.test.value() == on:  # output readback: the test line does not follow
                 self._finish(False, ERR_TEST_LINE)
@@ -107,10 +107,10 @@ class RCD:
         return self.selftest_result
 
     def _finish(self, ok, err):
-        self._st = _DONE
+        self._test = _DONE
         self.selftest_result = ok
         self.selftest_error = err
 
     @property
     def selftest_running(self):
-        return self._st == _PULSE or self._st == _RELEASE
+        return self._test == _PULSE or self._test == _RELEASE

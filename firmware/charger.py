@@ -7,7 +7,7 @@
 from firmware import session as S
 from firmware import text
 from firmware.arbitration import NO_TERM, SRC_NONE, arbitrate
-from firmware.iec61851 import CP_A, CP_B, HIGH, PWM
+from firmware.iec61851 import CP_A, CP_B, PWM
 from firmware.lease import Lease, rotation_map
 from firmware.monitor import SafetyMonitor
 from firmware.pilot_machine import PLUGGED, UNPLUGGED, PilotMachine
@@ -66,10 +66,6 @@ class Charger:
         self.safety = SafetyMonitor(self._fault_event)
         self.session = S.Session(self._push)
         self._limit = [0, SRC_NONE]
-        self.pilot_mode = HIGH
-        self.offered_da = 0
-        self.duty_pm = 1000
-        self.contactor = False
         self.selftest_req = False
         self.phases = self.hw_phases
         self.mode = DISCONNECTED
@@ -82,7 +78,23 @@ class Charger:
         self._reported = [None, None, None, -1, None, None, None]
         self.apply_settings(settings)
 
-    # ---- what backends read ---------------------------------------------------------------------
+    # ---- what the board and the backends read --------------------------------------------------
+    @property
+    def pilot_mode(self):
+        return self.pilot.mode
+
+    @property
+    def duty_pm(self):
+        return self.pilot.duty_pm
+
+    @property
+    def offered_da(self):
+        return self.pilot.offered_da
+
+    @property
+    def contactor(self):
+        return self.pilot.contactor
+
     @property
     def faults(self):
         return self.safety.faults.names
@@ -208,10 +220,6 @@ class Charger:
         if pm.switch(now, prev, sm.may_close(inp.diode_ok)):
             sm.closed()
         self.selftest_req = sm.start_selftest(now, pm)
-        self.pilot_mode = pm.mode
-        self.duty_pm = pm.duty_pm
-        self.offered_da = pm.offer_da if pm.mode == PWM else 0
-        self.contactor = pm.contactor
         self._report(inp.contactor_closed)
 
     def _lease_tick(self, now):
@@ -274,13 +282,13 @@ class Charger:
         auth = self.session.auth_state
         active = self.session.active
         if (
-            mode != r[0] or name != r[1] or contactor_closed != r[2] or self.offered_da != r[3]
+            mode != r[0] or name != r[1] or contactor_closed != r[2] or pm.offered_da != r[3]
             or self.limit_src != r[4] or auth != r[5] or active != r[6]
         ):
             r[0] = mode
             r[1] = name
             r[2] = contactor_closed
-            r[3] = self.offered_da
+            r[3] = pm.offered_da
             r[4] = self.limit_src
             r[5] = auth
             r[6] = active

@@ -5,7 +5,7 @@
 # into the link (firmware/link.py), never touches a socket, never blocks.
 import json
 
-from firmware import protocol as P
+from firmware import protocol
 from firmware.ticks import ticks_diff
 
 INBOX_PER_SERVICE = 8  # inbound messages handled per service() call
@@ -16,8 +16,8 @@ class Cloud:
     def __init__(self, station, link, prefix="evse"):
         self.station = station
         self.link = link
-        self.t = P.Topics(prefix, station.serial)
-        self.env = P.Envelope(station.boot)
+        self.t = protocol.Topics(prefix, station.serial)
+        self.env = protocol.Envelope(station.boot)
         for topic in self.t.inbound():
             if topic not in link.topics:
                 link.add_topic(topic)
@@ -94,14 +94,14 @@ class Cloud:
     def reply(self, cmd_id, ok_result=None, error=None, now_ms=None):
         self.stats["replies"] += 1
         if error is None:
-            d = P.reply_ok(cmd_id, ok_result)
+            d = protocol.reply_ok(cmd_id, ok_result)
         else:
-            d = P.reply_error(cmd_id, error[0], error[1])
+            d = protocol.reply_error(cmd_id, error[0], error[1])
         self._send(self.t.reply, d, now_ms)
 
     def reject(self, rel, code, detail, now_ms=None):
         self.stats["rejected"] += 1
-        self._send(self.t.event, P.rejected(rel, code, detail), now_ms)
+        self._send(self.t.event, protocol.rejected(rel, code, detail), now_ms)
 
     def publish_reported(self, now_ms=None):
         # the settings object itself, complete, retained (no envelope: contract "config/reported")
@@ -137,7 +137,7 @@ class Cloud:
     def handle(self, topic, payload, now_ms):
         """Dispatch one received message; never raises."""
         rel = self.t.relative(topic)
-        if rel not in P.IN_TOPICS:
+        if rel not in protocol.IN_TOPICS:
             return
         self.stats["rx"] += 1
         try:
@@ -159,21 +159,21 @@ class Cloud:
 
     def _on_limit(self, payload, now_ms):
         try:
-            a, ttl, seq = P.parse_limit(payload)
-        except P.ProtocolError as e:
+            a, ttl, seq = protocol.parse_limit(payload)
+        except protocol.ProtocolError as e:
             self.reject("limit", e.code, e.detail, now_ms)
             return
         r = self.station.set_limit(now_ms, a, ttl, seq)
         if r is not None:
             code, detail = r
             if code == "stale":
-                code = P.OUT_OF_RANGE  # ignored: its seq is not greater than the last applied one
+                code = protocol.OUT_OF_RANGE  # ignored: its seq is not greater than the last applied one
             self.reject("limit", code, detail, now_ms)
 
     def _on_config(self, payload, now_ms):
         try:
-            doc = P.parse_config(payload)
-        except P.ProtocolError as e:
+            doc = protocol.parse_config(payload)
+        except protocol.ProtocolError as e:
             self.reject("config", e.code, e.detail, now_ms)
             return
         if doc is None:
@@ -191,8 +191,8 @@ class Cloud:
 
     def _on_cmd(self, payload, now_ms):
         try:
-            cid, op, args = P.parse_cmd(payload)
-        except P.ProtocolError as e:
+            cid, op, args = protocol.parse_cmd(payload)
+        except protocol.ProtocolError as e:
             if e.cmd_id is None:
                 self.reject("cmd", e.code, e.detail, now_ms)
             else:
@@ -201,7 +201,7 @@ class Cloud:
         try:
             result, err = self._run(cid, op, args, now_ms)
         except Exception as e:  # noqa: BLE001  still exactly one reply
-            result, err = None, (P.BUSY, "internal error: " + repr(e)[:80])
+            result, err = None, (protocol.BUSY, "internal error: " + repr(e)[:80])
         if op == "restart" and err is None:
             return  # replied (and restart requested) in _run
         self.reply(cid, result, err, now_ms)
@@ -209,7 +209,7 @@ class Cloud:
     def _run(self, cid, op, args, now_ms):
         st = self.station
         if self._restarting:
-            return None, (P.BUSY, "restarting")
+            return None, (protocol.BUSY, "restarting")
         if op == "get":
             return self._get_result(now_ms), None
         if op == "authorize":
@@ -237,4 +237,4 @@ class Cloud:
             self.reply(cid, None, None, now_ms)
             st.restart(cid)
             return None, None
-        return None, (P.UNKNOWN_OP, op)
+        return None, (protocol.UNKNOWN_OP, op)

@@ -59,6 +59,7 @@ class PilotMachine:
         # output
         self.mode = HIGH
         self.offer_da = 0  # current signalled while mode is PWM
+        self.offered_da = 0  # what the vehicle is offered now: offer_da with PWM, else 0
         self.duty_pm = 1000
         self.contactor = False  # commanded
         self._pwm_since = 0
@@ -188,8 +189,10 @@ class PilotMachine:
                     self._pwm_off_at = now
                 self.mode = HIGH
         if self.mode == PWM:
+            self.offered_da = self.offer_da
             self.duty_pm = duty_pm_for_da(self.offer_da)
         else:
+            self.offered_da = 0
             self.duty_pm = 0 if self.mode == LOW else 1000
 
     def _offer(self, now, target):

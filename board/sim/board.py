@@ -2,7 +2,7 @@
 # board/esp32_ref.py) built on fakes of the ESP32 `machine` API (board/sim/machine.py) that are
 # bound to a plant (board/sim/plant.py).
 # Runs on CPython and on the MicroPython unix port.
-from board import circuit as C
+from board import circuit
 from board.sim import machine
 from board.sim.plant import Plant
 from board.support import BoardSupport
@@ -22,7 +22,7 @@ class SimRfid:
 
 class SimBoard(BoardSupport):
     def __init__(self, clock, plant=None, serial="SIM0001", reset_cause="power_on", storage_root="build/sim/flash",
-                 tethered_a=None, hw_max_a=C.HW_MAX_A, phases=C.PHASES):
+                 tethered_a=None, hw_max_a=circuit.HW_MAX_A, phases=circuit.PHASES):
         if plant is None:
             plant = Plant()
         plant.attach_clock(clock)

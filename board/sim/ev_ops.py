@@ -1,6 +1,6 @@
 # The simulator's vehicle-side control ops (contract: `sim/<id>/ev`), applied to a Plant.
 # Kept out of plant.py so that the plant compiles in a smaller heap on the MicroPython unix port.
-from board.sim.plant import CABLE_OHMS
+from board.sim.plant_io import CABLE_OHMS
 
 
 def apply(plant, doc):

@@ -4,7 +4,7 @@
 # Test hooks: garbage() (the bus returns a fixed byte or noise), chip_reset() (brown-out: registers back
 # to their power-on defaults, metering off, energy lost), corrupt(addr, val) (a config register flips:
 # the CRC status flags it).
-from drivers import atm90e32 as R
+from drivers import atm90e32
 
 _CONFIG_LIMIT = 0x70  # registers below this need CfgRegAccEn = 0x55AA to be written
 
@@ -35,10 +35,10 @@ class Atm90e32Model:
     # -- chip state ------------------------------------------------------------------------------
     def power_on(self):
         self.regs = {}  # config registers (power-on default 0 unless listed)
-        self.regs[R.CHANNEL_MAP_I] = 0x0210
-        self.regs[R.CHANNEL_MAP_U] = 0x0654
-        self.regs[R.PL_CONST_H] = 0x0861
-        self.regs[R.PL_CONST_L] = 0xC468
+        self.regs[atm90e32.CHANNEL_MAP_I] = 0x0210
+        self.regs[atm90e32.CHANNEL_MAP_U] = 0x0654
+        self.regs[atm90e32.PL_CONST_H] = 0x0861
+        self.regs[atm90e32.PL_CONST_L] = 0xC468
         self.cfg_acc = 0
         self.last_spi = 0
         self.energy_counts = 0.0  # accumulated since the last read of APenergyT
@@ -67,49 +67,49 @@ class Atm90e32Model:
         return _crc16(words)
 
     def metering(self):
-        return self.regs.get(R.METER_EN, 0) == 0x0001
+        return self.regs.get(atm90e32.METER_EN, 0) == 0x0001
 
     def add_energy_wh(self, wh):
         if self.metering():
-            self.energy_counts += wh * R.COUNTS_PER_WH
+            self.energy_counts += wh * atm90e32.COUNTS_PER_WH
 
     # -- registers -------------------------------------------------------------------------------
     def read_reg(self, addr):
-        if addr == R.LAST_SPI_DATA:
+        if addr == atm90e32.LAST_SPI_DATA:
             return self.last_spi
         val = self._value(addr) & 0xFFFF
         self.last_spi = val
         return val
 
     def _value(self, addr):
-        if addr == R.CFG_REG_ACC_EN:
+        if addr == atm90e32.CFG_REG_ACC_EN:
             return self.cfg_acc
-        if addr == R.CRC_DIGEST:
+        if addr == atm90e32.CRC_DIGEST:
             return self.digest()
-        if addr == R.CRC_ERR_STATUS:
-            return 0 if self.cfg_acc == R.CFG_UNLOCK or self.digest() == self._latched_crc else 1
-        if addr == R.EMM_STATE0:
+        if addr == atm90e32.CRC_ERR_STATUS:
+            return 0 if self.cfg_acc == atm90e32.CFG_UNLOCK or self.digest() == self._latched_crc else 1
+        if addr == atm90e32.EMM_STATE0:
             return 0
         if addr < _CONFIG_LIMIT:
             return self.regs.get(addr, 0)
         on = self.metering()
         for ph in range(3):
-            if addr == R.URMS[ph]:
-                g = self.regs.get(R.UGAIN[ph], 0) / self.ugain_cal[ph]
+            if addr == atm90e32.URMS[ph]:
+                g = self.regs.get(atm90e32.UGAIN[ph], 0) / self.ugain_cal[ph]
                 return int(self.v[ph] * 100 * g + 0.5) if on else 0
-            if addr == R.IRMS[ph]:
-                g = self.regs.get(R.IGAIN[ph], 0) / self.igain_cal[ph]
+            if addr == atm90e32.IRMS[ph]:
+                g = self.regs.get(atm90e32.IGAIN[ph], 0) / self.igain_cal[ph]
                 return int(self.i[ph] * 1000 * g + 0.5) if on else 0
-        if addr == R.PMEAN_T or addr == R.PMEAN_T_LSB:
+        if addr == atm90e32.PMEAN_T or addr == atm90e32.PMEAN_T_LSB:
             p = 0.0
             if on:
                 for ph in range(3):
                     p += self.v[ph] * self.i[ph]
-            raw = int(p / R.PT_W_PER_LSB) & 0xFFFFFFFF
-            return raw >> 16 if addr == R.PMEAN_T else raw & 0xFFFF
-        if addr == R.FREQ:
+            raw = int(p / atm90e32.PT_W_PER_LSB) & 0xFFFFFFFF
+            return raw >> 16 if addr == atm90e32.PMEAN_T else raw & 0xFFFF
+        if addr == atm90e32.FREQ:
             return int(self.freq_hz * 100) if on else 0
-        if addr == R.AP_ENERGY_T:
+        if addr == atm90e32.AP_ENERGY_T:
             n = int(self.energy_counts)
             self.energy_counts -= n
             return n & 0xFFFF  # clear on read; 16 bits: wraps when read too rarely
@@ -117,18 +117,18 @@ class Atm90e32Model:
 
     def write_reg(self, addr, val):
         self.last_spi = val
-        if addr == R.SOFT_RESET:
-            if val == R.SOFT_RESET_CODE:
+        if addr == atm90e32.SOFT_RESET:
+            if val == atm90e32.SOFT_RESET_CODE:
                 self.power_on()
             return
-        if addr == R.CFG_REG_ACC_EN:
-            if val == R.CFG_UNLOCK:
+        if addr == atm90e32.CFG_REG_ACC_EN:
+            if val == atm90e32.CFG_UNLOCK:
                 self.cfg_acc = val
             else:
                 self.cfg_acc = 0
                 self._latched_crc = self.digest()
             return
-        if addr < _CONFIG_LIMIT and self.cfg_acc == R.CFG_UNLOCK:
+        if addr < _CONFIG_LIMIT and self.cfg_acc == atm90e32.CFG_UNLOCK:
             self.regs[addr] = val
 
     # -- SPI -------------------------------------------------------------------------------------

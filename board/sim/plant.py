@@ -10,7 +10,7 @@
 # divider would show.
 import math
 
-from board import circuit as C
+from board import circuit
 from board.sim.meter_model import Atm90e32Model
 from board.sim.plant_io import CABLE_OHMS, PlantIO
 from firmware.iec61851 import da_for_duty_pm
@@ -70,7 +70,7 @@ class Plant(PlantIO):
         self.rcd_trip_ms = rcd_trip_ms
         self.rcd_release_ms = rcd_release_ms
         # noise at the ADC node equivalent to +-cp_noise_mv on the CP line
-        self.cp_noise_uv = max(1, C.cp_adc_uv(cp_noise_mv) - C.cp_adc_uv(0))
+        self.cp_noise_uv = max(1, circuit.cp_adc_uv(cp_noise_mv) - circuit.cp_adc_uv(0))
         self.ambient_c = ambient_c
         self.temp_rise_c = temp_rise_c
         self.temp_tau_s = temp_tau_s
@@ -111,7 +111,7 @@ class Plant(PlantIO):
         self.draw_a = [0.0, 0.0, 0.0]
         self.energy_wh = 0.0  # true energy delivered (for tests)
         self._int_t = 0
-        self.meter = Atm90e32Model(C.METER_UGAIN, C.METER_IGAIN)
+        self.meter = Atm90e32Model(circuit.METER_UGAIN, circuit.METER_IGAIN)
         self._meter_cs = 1
         # timers: name -> due plant time
         self._due = {}
@@ -235,7 +235,7 @@ class Plant(PlantIO):
 
     # -- control pilot ------------------------------------------------------------------------------
     def pwm_write(self, pin, freq, duty, active):
-        if pin != C.PIN_CP_PWM:
+        if pin != circuit.PIN_CP_PWM:
             return
         self.sync_now()
         self.pwm_freq = freq
@@ -257,8 +257,8 @@ class Plant(PlantIO):
         self._cp_mode = mode
         self._pwm_hi_us = self.pwm_duty * 1000000 // self.pwm_freq // 65536 if mode == _MODE_PWM else 0
         self._period_us = 1000000 // self.pwm_freq if self.pwm_freq > 0 else 1000
-        pos = C.CP_V_POS_MV / 1000.0
-        neg = C.CP_V_NEG_MV / 1000.0
+        pos = circuit.CP_V_POS_MV / 1000.0
+        neg = circuit.CP_V_NEG_MV / 1000.0
         if ev.plugged and self.faults["cp_short"]:
             hi = lo = 0.0
         elif ev.plugged:
@@ -266,7 +266,7 @@ class Plant(PlantIO):
             if ev.s2:
                 rs = R_VEHICLE_D if self.faults["vent"] else R_VEHICLE_C
                 r = r * rs / (r + rs)
-            k = r / (r + C.CP_R_OUT)
+            k = r / (r + circuit.CP_R_OUT)
             if self.faults["diode"]:
                 hi = pos * k
                 lo = neg * k
@@ -285,8 +285,8 @@ class Plant(PlantIO):
         self.cp_high_v = hi
         self.cp_low_v = lo
         self.duty_pct = {_MODE_PWM: self.pwm_duty * 100.0 / 65535, _MODE_HIGH: 100.0}.get(mode, 0.0)
-        self._cp_hi_uv = C.cp_adc_uv(int(hi * 1000))
-        self._cp_lo_uv = C.cp_adc_uv(int(lo * 1000))
+        self._cp_hi_uv = circuit.cp_adc_uv(int(hi * 1000))
+        self._cp_lo_uv = circuit.cp_adc_uv(int(lo * 1000))
         self.changes += 1
 
     def read_cp(self):

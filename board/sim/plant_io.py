@@ -1,6 +1,6 @@
 # Pins, analog inputs, SPI bus and RFID of the simulated plant (a mixin of board/sim/plant.py's
 # Plant, in its own module so each compiles in a small heap on the MicroPython unix port).
-from board import circuit as C
+from board import circuit
 from drivers.ntc import ohms_for_temp_c
 
 CABLE_OHMS = {13: 1500, 20: 680, 32: 220, 63: 100}
@@ -11,19 +11,19 @@ class PlantIO:
     # -- pins ---------------------------------------------------------------------------------------
     def pin_write(self, pin, v):
         self.sync_now()
-        if pin == C.PIN_CONTACTOR:
+        if pin == circuit.PIN_CONTACTOR:
             on = bool(v)
             if on != self.contactor_cmd:
                 self.contactor_cmd = on
                 self._at("contactor", self.contactor_close_ms if on else self.contactor_open_ms)
-        elif pin == C.PIN_PHASE_RELAY:
+        elif pin == circuit.PIN_PHASE_RELAY:
             self.phase_cmd = bool(v)
             self._at("phase", self.contactor_close_ms)
-        elif pin == C.PIN_RCD_TEST:
+        elif pin == circuit.PIN_RCD_TEST:
             on = bool(v)
             self.rcd_test_in = on
             self._rcd_test_eval()
-        elif pin == C.PIN_METER_CS:
+        elif pin == circuit.PIN_METER_CS:
             self._meter_cs = v
 
     def _rcd_test_eval(self):
@@ -38,18 +38,18 @@ class PlantIO:
                 self._at("rcd_release", self.rcd_release_ms)
 
     def pin_readback(self, pin, out):
-        if pin == C.PIN_RCD_TEST and self.rcd_test_stuck:
+        if pin == circuit.PIN_RCD_TEST and self.rcd_test_stuck:
             return 1
         return out
 
     def pin_reader(self, pin):
-        if pin == C.PIN_CONTACTOR_SENSE:
+        if pin == circuit.PIN_CONTACTOR_SENSE:
             return self.read_contactor_sense
-        if pin == C.PIN_RCD_AC:
+        if pin == circuit.PIN_RCD_AC:
             return self.read_rcd_ac
-        if pin == C.PIN_RCD_DC:
+        if pin == circuit.PIN_RCD_DC:
             return self.read_rcd_dc
-        if pin == C.PIN_BUTTON:
+        if pin == circuit.PIN_BUTTON:
             return self.read_button
         return self.read_zero
 
@@ -74,11 +74,11 @@ class PlantIO:
 
     # -- analog -------------------------------------------------------------------------------------
     def adc_reader(self, pin):
-        if pin == C.PIN_CP_ADC:
+        if pin == circuit.PIN_CP_ADC:
             return self.read_cp
-        if pin == C.PIN_PP_ADC:
+        if pin == circuit.PIN_PP_ADC:
             return self.read_pp
-        if pin == C.PIN_NTC_ADC:
+        if pin == circuit.PIN_NTC_ADC:
             return self.read_ntc
         return self.read_zero
 
@@ -92,9 +92,9 @@ class PlantIO:
         self.sync_now()
         r = self.pp_ohms()
         if r is None:
-            uv = C.VREF_MV * 1000
+            uv = circuit.VREF_MV * 1000
         else:
-            uv = C.VREF_MV * 1000 * r // (r + C.PP_PULLUP)
+            uv = circuit.VREF_MV * 1000 * r // (r + circuit.PP_PULLUP)
         uv += self._noise(3000)
         return max(0, min(ADC_MAX_UV, uv))
 
@@ -102,14 +102,14 @@ class PlantIO:
         self.sync_now()
         self._integrate()
         t = 75.0 if self.faults["overtemp"] else self.temp_c
-        r = ohms_for_temp_c(t, C.NTC_R25, C.NTC_BETA)
-        uv = int(C.VREF_MV * 1000 * C.NTC_R_FIXED / (C.NTC_R_FIXED + r)) + self._noise(2000)
+        r = ohms_for_temp_c(t, circuit.NTC_R25, circuit.NTC_BETA)
+        uv = int(circuit.VREF_MV * 1000 * circuit.NTC_R_FIXED / (circuit.NTC_R_FIXED + r)) + self._noise(2000)
         return max(0, min(ADC_MAX_UV, uv))
 
     # -- SPI ----------------------------------------------------------------------------------------
     def spi_xfer(self, bus, wbuf, rbuf):
         self.sync_now()
-        if bus == C.SPI_ID and self._meter_cs == 0:
+        if bus == circuit.SPI_ID and self._meter_cs == 0:
             self._integrate()
             self._update_draw()
             self.meter.xfer(wbuf, rbuf)
