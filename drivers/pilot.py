@@ -151,19 +151,23 @@ class Pilot:
                 else:
                     l2 = v
         self.samples += 1
+        return self.classify(h2 // 1000, l2 // 1000)  # 2nd highest / 2nd lowest: one spike does not count
+
+    def classify(self, high_adc_mv, low_adc_mv):
+        """The plateaus seen at the ADC (mV) -> state, high_mv, low_mv, diode_ok. Returns state."""
         cal = self.cal
-        hi = cal.cp_mv(h2 // 1000)  # 2nd highest / 2nd lowest: one spike does not count
-        lo = cal.cp_mv(l2 // 1000)
+        hi = cal.cp_mv(high_adc_mv)
+        lo = cal.cp_mv(low_adc_mv)
         self.high_mv = hi
         self.low_mv = lo
-        self.state = self._classify(hi)
+        self.state = self._state_of(hi)
         if self.mode == MODE_PWM:
             self.diode_ok = _DIODE_LO_MV <= lo <= _DIODE_HI_MV
         else:
             self.diode_ok = None
         return self.state
 
-    def _classify(self, mv):
+    def _state_of(self, mv):
         prev = self.state
         if _F_MV - _F_WIN_MV <= mv <= _F_MV + _F_WIN_MV:
             return ST_F

@@ -7,7 +7,7 @@
 #   slow work (every SLOW_MS, after a fast tick): PP, RFID, core events, sessions, the backend;
 #       meter and temperature at 1 Hz; energy and session checkpoints.
 # The watchdog is fed only while both the fast and the slow work keep running.
-from firmware.iec61851 import LOW, PWM, PWM_OFF_OPEN_MS
+from firmware.iec61851 import PWM_OFF_OPEN_MS
 from firmware.station import Station
 from firmware.storage import Storage
 from firmware.ticks import ticks_add, ticks_diff
@@ -96,17 +96,7 @@ class App:
         ch = self.charger
         b.read(self.inp, now)
         ch.tick(now, self.inp)
-        mode = ch.pilot_mode
-        if mode == PWM:
-            b.pwm_on(ch.duty_pm)
-        elif mode == LOW:
-            b.f()
-        else:
-            b.x1()
-        b.set_phases(ch.phases)
-        b.allow_power_on(ch.contactor, now)
-        if ch.selftest_req:
-            b.selftest_start(now)
+        ch.drive(b, now)
 
     # ---- slow path ----------------------------------------------------------------------------
     def slow_work(self, now):

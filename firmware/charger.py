@@ -7,7 +7,7 @@
 from firmware import session as S
 from firmware import text
 from firmware.arbitration import NO_TERM, SRC_NONE, arbitrate
-from firmware.iec61851 import CP_A, CP_B, PWM
+from firmware.iec61851 import CP_A, CP_B, LOW, PWM
 from firmware.lease import Lease, rotation_map
 from firmware.monitor import SafetyMonitor
 from firmware.pilot_machine import PLUGGED, UNPLUGGED, PilotMachine
@@ -221,6 +221,20 @@ class Charger:
             sm.closed()
         self.selftest_req = sm.start_selftest(now, pm)
         self._report(inp.contactor_closed)
+
+    def drive(self, board, now):
+        """This tick's outputs onto the board-support interface (board/support.py)."""
+        pm = self.pilot
+        if pm.mode == PWM:
+            board.pwm_on(pm.duty_pm)
+        elif pm.mode == LOW:
+            board.f()
+        else:
+            board.x1()
+        board.set_phases(self.phases)
+        board.allow_power_on(pm.contactor, now)
+        if self.selftest_req:
+            board.selftest_start(now)
 
     def _lease_tick(self, now):
         lease = self.lease

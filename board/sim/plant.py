@@ -303,6 +303,11 @@ class Plant(PlantIO):
         n = self.cp_noise_uv
         return v + (self._rng >> 8) % (2 * n + 1) - n
 
+    def cp_plateau_uv(self, high):
+        """The high (or low) plateau at the CP sense node now (uV), without noise."""
+        self.sync_now()
+        return self._cp_hi_uv if high else self._cp_lo_uv
+
     def offered_a(self):
         if self._cp_mode != _MODE_PWM:
             return 0.0
