@@ -48,11 +48,7 @@ class App:
         boot_cmd_id = rec.get("restart_cmd_id")
         self.store.write_json("boot.json", {"boot": self.boot, "restart_cmd_id": None})
 
-        st = Station(self.store, serial, self.boot, board, first_settings, getattr(board, "unix_time", None))
-        st.reset_cause = board.reset_cause()
-        st.boot_cmd_id = boot_cmd_id
-        st.boot_ms = now
-        st.on_restart = self.request_restart
+        st = Station(self.store, board, serial, self.boot, now, boot_cmd_id, first_settings, self.request_restart)
         self.station = st
         self.charger = st.charger
         self.sessions = st.sessions
@@ -107,12 +103,11 @@ class App:
         if tethered != self._tethered:  # fixed on a real board; the simulator's vehicle may bring its own
             self._tethered = tethered
             self.charger.set_tethered(tethered)
-        pp = b.read_pp(inp)
-        st.pp_a = pp if pp > 0 and tethered is None else None  # contract: null for a tethered cable
+        b.read_pp(inp)
         if ticks_diff(now, self._last_temp) >= TEMP_MS:
             self._last_temp = now
-            t = b.read_temp(inp)
-            st.temp_c = None if t is None else t / 10
+            b.read_temp(inp)
+        st.readings(inp.pp_a, inp.temp_dc, tethered)
         # 1 Hz, and at once when the contactor changed, so that the state published for that change
         # shows the current that really flows (0 A once open), not the last reading
         closed = inp.contactor_closed

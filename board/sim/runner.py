@@ -230,8 +230,8 @@ def main():
     sid = opts["id"]
     clock = RealClock()
     plant = TimedPlant(clock)
-    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"])
-    board.unix_time = _unix_time  # the host's clock stands in for NTP: `ts` fields are known
+    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"],
+                     unix_time=_unix_time)
     first = None
     if "settings" in opts:
         first = json.loads(read_file(opts["settings"]))
