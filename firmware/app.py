@@ -94,6 +94,12 @@ class App:
         ch.tick(now, self.inp)
         ch.drive(b, now)
 
+    def take_max_gap(self):
+        """The longest gap between two fast ticks since the last call (benchmarks), then restart."""
+        gap = self.max_gap_ms
+        self.max_gap_ms = 0
+        return gap
+
     # ---- slow path ----------------------------------------------------------------------------
     def slow_work(self, now):
         b = self.board

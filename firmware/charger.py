@@ -286,8 +286,7 @@ class Charger:
         self.mode = mode
         name = pm.cp_name()
         self.cp_name = name
-        if flt.changed:
-            flt.changed = False
+        if flt.take_change():
             self.version += 1
         r = self._reported
         auth = self.session.auth_state

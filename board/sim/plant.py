@@ -417,6 +417,37 @@ class Plant(PlantIO):
             "contactor_out": self.contactor_closed,
         }
 
+    def plug(self, cable_a, phases, max_a, charge, sleepy):
+        """A vehicle plugged in (cable_a None: on the board's tethered cable)."""
+        ev = self.ev
+        if ev.plugged:
+            self.unplug()
+        ev.plugged = True
+        ev.cable_a = cable_a
+        ev.phases = phases
+        ev.max_a = max_a
+        ev.charge = charge
+        ev.sleepy = sleepy
+        ev.awake = not sleepy
+        ev.wake_stage = 0
+        ev.s2 = False
+        ev.cur_a = 0.0
+        ev.draw_override = None
+
+    def set_charge(self, on):
+        self.ev.charge = on  # S2 when it sees a PWM
+
+    def set_draw(self, a):
+        self.ev.draw_override = a  # None: follows the PWM
+
+    def set_fault(self, kind, on):
+        self._integrate()
+        self.faults[kind] = on
+        if kind in ("weld", "stuck_open"):
+            self._set_contacts(self.contactor_cmd if not on or kind == "stuck_open" else self.contactor_closed)
+        if kind == "rcd_selftest":
+            self._rcd_test_eval()
+
     def unplug(self):
         ev = self.ev
         ev.plugged = False
