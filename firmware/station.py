@@ -13,6 +13,7 @@
 #                 closed session records to backend.send_session()
 from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
+from firmware.iec61851 import HIGH, LOW
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff
 
@@ -99,9 +100,9 @@ class Station:
         ch = self.charger
         s = self.settings
         m = self.meter
-        if ch.pilot_mode == "high":
+        if ch.pilot_mode == HIGH:
             duty = 100
-        elif ch.pilot_mode == "low":
+        elif ch.pilot_mode == LOW:
             duty = 0
         else:
             duty = ch.duty_pm / 10
