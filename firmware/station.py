@@ -165,8 +165,9 @@ class Station:
             new = settings_mod.merged(self.settings, doc, self.hw_max_a)
         except settings_mod.SettingsError as e:
             return (e.code, e.detail)
-        if new != self.settings:  # the retained `config` comes back at every connect: no flash write
-            self.store.write_json("settings.json", new)
+        if new == self.settings:  # the retained `config` comes back at every connect: nothing to do
+            return None
+        self.store.write_json("settings.json", new)
         self.settings = new
         self.charger.apply_settings(new)
         return None
