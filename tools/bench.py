@@ -206,6 +206,21 @@ def bench_tick32(res, extra, notes, work):
         "plant's, heap_lock: %s" % (r["tick_us_p50"], r["tick_us_p99"], r["core_us_p50"], r["core_us_p99"],
                                     r["tick_alloc_bytes"], r["loop_alloc_fw_bytes_per_s"],
                                     "ok" if r["heap_lock_ok"] else "MemoryError"))
+    # allocation from .mpy files on the same 32-bit port (the frozen image's can differ: bench/README.md)
+    os.makedirs(root + "-mpy")
+    p = Proc([MP32, "-X", "heapsize=512K", os.path.join(ROOT, "bench", "mp_tick.py"), root + "-mpy"],
+             env=mp_env("mpy"), stdin=False)
+    line = p.expect("@result ", 120)
+    p.stop()
+    if line is None:
+        raise RuntimeError("mp_tick (32-bit, .mpy) failed: " + "\n".join(p.lines[-20:]))
+    r2 = json.loads(line[len("@result "):])
+    extra["tick32_mpy"] = r2
+    log("tick 32-bit .mpy: %d/%d us p50/p99; %.3f bytes/tick, heap_lock: %s" % (
+        r2["tick_us_p50"], r2["tick_us_p99"], r2["tick_alloc_bytes"], "ok" if r2["heap_lock_ok"] else "MemoryError"))
+    if r["tick_alloc_bytes"] or not r["heap_lock_ok"]:
+        notes["tick_us_p50_32"] = ("the frozen image's fast tick allocates %.0f bytes/tick (%.0f from .mpy "
+                                   "files): bench/README.md" % (r["tick_alloc_bytes"], r2["tick_alloc_bytes"]))
     romfs = os.path.join(work, "tick32.romfs")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), os.path.join(work, "bundle-t32"),
                     "--romfs", romfs], check=True, capture_output=True)
@@ -397,6 +412,8 @@ def bench_heap32(res, extra, notes, work, broker):
             extra["heap32_peak_" + image] = {"live_max_bytes": info["live_max"],
                                              "mem_alloc_max_bytes": info.get("mem_alloc_max"),
                                              "sim_heap_bytes": info.get("sim_heap_bytes")}
+            if image == "romfs":  # the image itself was on the heap (in flash on a board)
+                extra["heap32_peak_romfs"]["live_max_bytes_without_image"] = info["live_max"] - os.path.getsize(romfs)
             if image == "frozen":
                 res["heap_peak_kb_32_frozen"] = round(info["live_max"] / 1024, 1)
         elif image == "frozen":
@@ -923,9 +940,19 @@ def main(argv=None):
         json.dump({k: res[k] for k in KEYS}, f, indent=2)
         f.write("\n")
     detail = os.path.join(os.path.dirname(os.path.abspath(a.out)), "details.json")
+    doc = {"notes": notes, "extra": extra, "elapsed_s": round(time.monotonic() - T0, 1),
+           "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if os.path.exists(detail) and only != set(ap.get_default("only").split(",")):
+        # a partial run (--only) keeps the other parts' details, as it keeps their figures
+        with open(detail) as f:
+            old = json.load(f)
+        for k in ("notes", "extra"):
+            doc[k] = {kk: vv for kk, vv in old.get(k, {}).items() if kk not in doc[k]} | doc[k]
+        doc["partial_runs"] = old.get("partial_runs", []) + [{"only": sorted(only), "when": doc["when"],
+                                                               "elapsed_s": doc["elapsed_s"]}]
+        doc["elapsed_s"], doc["when"] = old.get("elapsed_s"), old.get("when")
     with open(detail, "w") as f:
-        json.dump({"notes": notes, "extra": extra, "elapsed_s": round(time.monotonic() - T0, 1),
-                   "when": time.strftime("%Y-%m-%dT%H:%M:%S")}, f, indent=1, default=str)
+        json.dump(doc, f, indent=1, default=str)
         f.write("\n")
     print()
     print(table(res, notes))
