@@ -149,6 +149,14 @@ def main():
     t0 = time.monotonic()
     src = source_tree()
     ensure_multilib()
+    # Objects name their sources relative to the tree: another tree (MICROPY_SRC) builds afresh.
+    stamp = os.path.join(out, ".source")
+    if not os.path.exists(stamp) or open(stamp).read() != src:
+        for d in os.listdir(out):
+            if d.startswith("build-") or d == "mpy-cross-build":
+                shutil.rmtree(os.path.join(out, d))
+        with open(stamp, "w") as f:
+            f.write(src)
     mpy_cross = os.path.join(out, "mpy-cross-build", "mpy-cross")
     s = make(["-C", os.path.join(src, "mpy-cross"), "BUILD=" + os.path.dirname(mpy_cross)], "mpy-cross")
     log("mpy-cross %.0f s" % s)
