@@ -49,7 +49,7 @@ test-py: setup
 	$(PYTEST) -m "not mp"
 
 # MicroPython leg: the logic tests again, each under `micropython -X heapsize=112K` on both 32-bit
-# ports, a few named ones on the 64-bit wheel (host_tests/conftest.py ON_64BIT).
+# ports (host_tests/conftest.py).
 test-mp: setup firmware-unix32
 	$(PYTEST) -m mp
 

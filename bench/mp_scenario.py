@@ -7,8 +7,7 @@
 # gives it a second Link (thread, socket, umqtt client, buffers) whose heap a device does not have, so
 # here the bench sends the vehicle ops as JSON lines on stdin (board/sim/runner.py Vehicle reads them).
 # The simulator's code is frozen into the 32-bit binaries (tools/unix32/sim.py); its data (plant,
-# fake peripherals) is on the heap and printed once as `@simheap BYTES`, after gc.collect(); its CP
-# ADC draws noise without big ints (tools/unix32/sim32.py), as board/sim/plant.py's allocates on 32 bits.
+# fake peripherals) is on the heap and printed once as `@simheap BYTES`, after gc.collect().
 # ROMFS: the image is read into the heap first (on a board it is in flash); tools/bench.py gives the
 # process that many bytes of heap on top of the figure it reports.
 import gc
@@ -27,12 +26,11 @@ try:
 except ImportError:
     pass
 
-from sim32 import safe_cp_noise  # noqa: E402  (the simulated ADC without big ints: tools/unix32/sim32.py)
-
 from board.sim.board import SimBoard  # noqa: E402
 from board.sim.clock import RealClock  # noqa: E402
 from board.sim.runner import BenchProbe, TimedPlant, Vehicle, _unix_time, make_link  # noqa: E402
 from firmware.app import App  # noqa: E402
+from firmware.protocol import Topics  # noqa: E402
 
 
 def main():
@@ -42,13 +40,13 @@ def main():
     gc.collect()
     m0 = gc.mem_alloc()
     clock = RealClock()
-    plant = safe_cp_noise(TimedPlant(clock))
-    board = SimBoard(clock, plant, serial=sid, reset_cause="power_on", storage_root=state_dir)
-    board.unix_time = _unix_time
+    plant = TimedPlant(clock)
+    board = SimBoard(clock, plant, serial=sid, reset_cause="power_on", storage_root=state_dir,
+                     unix_time=_unix_time)
     gc.collect()
     print("@simheap %d" % (gc.mem_alloc() - m0))
-    base = "evse/" + sid + "/"
-    link = make_link({"broker": broker}, sid, [base + "limit", base + "cmd", base + "config"], base + "online")
+    t = Topics("evse", sid)
+    link = make_link({"broker": broker}, sid, t.inbound(), t.online)
     app = App(board, link, serial=sid, prefix="evse", first_settings=first)
     app.hooks.append(Vehicle(app, plant, None, None))
     mem = None

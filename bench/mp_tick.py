@@ -24,11 +24,6 @@ from board.sim.clock import VirtualClock  # noqa: E402
 from board.sim.plant import Plant  # noqa: E402
 from firmware.app import App  # noqa: E402
 
-try:
-    from sim32 import safe_cp_noise  # 32-bit ports: a simulated ADC without big ints (tools/unix32/sim32.py)
-except ImportError:
-    safe_cp_noise = None
-
 N_ALLOC = 2000
 N_TIME = 3000
 
@@ -112,8 +107,6 @@ def main():
     root = sys.argv[1]
     clock = VirtualClock(0)
     plant = Plant(clock)
-    if safe_cp_noise is not None:
-        safe_cp_noise(plant)
     board = SimBoard(clock, plant, serial="BENCH1", storage_root=root)
     app = App(board, None, first_settings={"max_current_a": 16})
     plant.ev_op({"op": "plug", "cable_a": 32, "phases": 3, "max_a": 32})
@@ -200,7 +193,6 @@ def main():
     res["still_charging"] = board.contactor.closed
     # the ADC reads of one pilot sample, for scaling to the ESP32
     res["pilot_adc_reads"] = board.pilot.burst
-    res["sim_adc"] = "16-bit noise (sim32)" if safe_cp_noise is not None else "plant.read_cp"
     print("@result " + json.dumps(res))
 
 

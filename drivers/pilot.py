@@ -17,7 +17,8 @@ BURST = 100  # ADC reads per sample(); must span >= 2 PWM periods at the port's 
 
 # Plateau classification: nominal high-plateau voltage of A..E, entry window, keep window.
 _STATES = ("A", "B", "C", "D", "E")
-_NOM_MV = (12000, 9000, 6000, 3000, 0)
+_NOM_STEP_MV = 3000  # nominal high plateaus 12, 9, 6, 3, 0 V (computed: a frozen tuple of such ints
+# would hold big-int objects, and reading one allocates)
 _ENTER_MV = 1000  # +-1 V (IEC 61851 tolerance)
 _KEEP_MV = 1300  # hysteresis: a state is kept while within +-1.3 V of its nominal value
 _F_MV = -12000
@@ -172,7 +173,7 @@ class Pilot:
         if _F_MV - _F_WIN_MV <= mv <= _F_MV + _F_WIN_MV:
             return ST_F
         for i in range(5):
-            d = mv - _NOM_MV[i]
+            d = mv - (12000 - i * _NOM_STEP_MV)
             if d < 0:
                 d = -d
             if d <= _ENTER_MV:

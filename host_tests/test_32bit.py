@@ -4,8 +4,6 @@
 #   - steady charging: App.fast_tick allocates nothing over a ticks wrap;
 #   - the same with a lifetime energy register and Unix timestamps past 2**30 (the Wh of a
 #     20-year-old 22 kW charger, seconds since 1970), and the session record computed right.
-# The simulated ADC's own noise generator allocates on 32 bits (board/sim/plant.py; conftest
-# ON_64BIT): on the 32-bit ports it is replaced by an allocation-free one (tools/unix32/sim32.py).
 import sys
 
 import simrig
@@ -14,11 +12,6 @@ from firmware.storage import Storage
 from firmware.ticks import PERIOD, ticks_diff
 from mpcompat import TempDir, heap_locked
 
-try:
-    from sim32 import safe_cp_noise  # frozen into the 32-bit ports only
-except ImportError:
-    safe_cp_noise = None
-
 MP = sys.implementation.name == "micropython"
 TICK = 10
 LIFETIME_WH = 3_900_000_000  # 22 kW around the clock for 20 years: > 2**31
@@ -26,13 +19,7 @@ UNIX_S = 1_800_000_000  # 2027: Unix seconds are past 2**30 since 2004
 
 
 def _rig(**kw):
-    make = simrig.Plant
-    if safe_cp_noise is not None:
-        simrig.Plant = lambda clock: safe_cp_noise(make(clock))
-    try:
-        return simrig.Rig(**kw)
-    finally:
-        simrig.Plant = make
+    return simrig.Rig(**kw)
 
 
 def _charge(r):
@@ -79,7 +66,7 @@ def test_energy_and_timestamps_past_2_30():
     r = _rig(storage_root=root)
     clock0 = r.now()
     r.board.unix_time = lambda: UNIX_S + ticks_diff(r.now(), clock0) // 1000
-    assert r.app.energy_wh_persisted == LIFETIME_WH
+    assert r.app.station.energy_wh_persisted == LIFETIME_WH
     _charge(r)
     _locked_ticks(r, 500)  # big lifetime Wh and timestamps stay out of the fast path's arithmetic
     r.run(120000)
@@ -93,4 +80,4 @@ def test_energy_and_timestamps_past_2_30():
     want = 3 * 230 * 16 * (rec["ts_end"] - rec["ts_start"]) / 3600  # 16 A on 3 phases, about 11 kW
     assert abs(rec["wh"] - want) <= 0.15 * want, (rec, want)
     assert UNIX_S <= rec["ts_start"] < rec["ts_end"] <= UNIX_S + 200, rec
-    assert r.app.energy_wh_persisted >= LIFETIME_WH + rec["wh"]
+    assert r.app.station.energy_wh_persisted >= LIFETIME_WH + rec["wh"]

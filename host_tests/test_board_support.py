@@ -9,9 +9,6 @@ from firmware.charger import Inputs
 from firmware.ticks import PERIOD
 from mpcompat import heap_locked
 
-# the simulated plant, its board and drivers beside the core's Inputs: ~50 KB on the 64-bit port
-MP_HEAP = "192K"
-
 
 def _board(**kw):
     clock = VirtualClock(PERIOD - 1000)  # crosses the ticks wrap a second in

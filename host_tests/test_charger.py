@@ -6,10 +6,6 @@ from firmware.iec61851 import duty_pm_for_da
 from firmware.ticks import ticks_diff
 from mpcompat import heap_locked
 
-# the simulated plant, board and drivers beside the core (charger_rig.py): ~50 KB more than the core
-# alone on the 64-bit unix port; the core's parts alone run in 112K (test_core_parts.py)
-MP_HEAP = "192K"
-
 
 def _charging(start=0, cfg=None):
     r = Rig(start=start, cfg=cfg)

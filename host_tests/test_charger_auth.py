@@ -1,10 +1,6 @@
 # Authentication paths, commands, leases, standalone, disabled and max 0 of the charging core.
 from charger_rig import NEAR_WRAP, Rig
 
-# the simulated plant, board and drivers beside the core (charger_rig.py): ~50 KB more than the core
-# alone on the 64-bit unix port; the core's parts alone run in 112K (test_core_parts.py)
-MP_HEAP = "192K"
-
 
 def _auth_rig(start=0, **cfg):
     c = {"auth_required": True, "local_auth_ids": ["04A1B2"], "auth_timeout_s": 20}

@@ -4,10 +4,6 @@ import json
 
 from cloud_rig import CloudRig, outcome, snapshot
 
-# the 64-bit unix port's objects: the Station, its core and the backend need ~4 KB more than 112K
-# there; the 32-bit leg (the ESP32's object sizes) runs this module in 112K
-MP_HEAP = "120K"
-
 STATE_KEYS = ("v", "boot", "seq", "up_ms", "ts", "mode", "cp", "pwm_duty", "offered_a", "limit_a",
               "limit_src", "lease_s", "contactor", "phases", "i_a", "v_v", "p_w", "e_wh", "pp_a",
               "temp_c", "session", "auth", "standalone", "enabled", "faults", "fw")

@@ -6,10 +6,6 @@ import json
 
 from cloud_rig import CloudRig, outcome, snapshot
 
-# the 64-bit unix port's objects: the Station, its core and the backend need ~4 KB more than 112K
-# there; the 32-bit leg (the ESP32's object sizes) runs this module in 112K
-MP_HEAP = "120K"
-
 MAX_PAYLOAD = 8192
 
 

@@ -77,7 +77,7 @@ class Plant(PlantIO):
         self.grid_v = list(grid_v)
         self.grid_on = True
         self.has_phase_relay = phase_relay
-        self._rng = seed & 0x7FFFFFFF or 1
+        self._rng = seed % 65537 or 1
         self.ev = Vehicle()
         self.faults = {}
         for k in FAULT_KINDS:
@@ -230,8 +230,10 @@ class Plant(PlantIO):
         return [self.grid_v[ph] - 0.05 * self.draw_a[ph] for ph in range(3)]
 
     def _noise(self, amp):
-        self._rng = (self._rng * 1103515245 + 12345) & 0x7FFFFFFF
-        return (self._rng >> 8) % (2 * amp + 1) - amp
+        # the ZX81 generator: every product stays below 2**23, a small int on a 32-bit port too, so
+        # the simulated ADC allocates nothing there (an ESP32-sized port ends small ints at 2**30)
+        self._rng = (self._rng * 75 + 74) % 65537
+        return self._rng % (2 * amp + 1) - amp
 
     # -- control pilot ------------------------------------------------------------------------------
     def pwm_write(self, pin, freq, duty, active):
@@ -299,9 +301,7 @@ class Plant(PlantIO):
             v = self._cp_lo_uv
         else:
             v = self._cp_hi_uv
-        self._rng = (self._rng * 1103515245 + 12345) & 0x7FFFFFFF
-        n = self.cp_noise_uv
-        return v + (self._rng >> 8) % (2 * n + 1) - n
+        return v + self._noise(self.cp_noise_uv)
 
     def cp_plateau_uv(self, high):
         """The high (or low) plateau at the CP sense node now (uV), without noise."""

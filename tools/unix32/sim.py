@@ -6,4 +6,3 @@ import os
 package("board", files=sorted("sim/" + f for f in os.listdir("../../board/sim") if f.endswith(".py")),
         base_path="../..")
 module("_frozen_sim.py")
-module("sim32.py")
