@@ -26,6 +26,7 @@ class Cloud:
         self._last_state = None
         self._last_sessions = None
         self._restarting = False
+        self.verifier = None  # firmware/signed.py Verifier when a command key is provisioned
         self.stats = {"rx": 0, "replies": 0, "rejected": 0, "errors": 0}
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -47,6 +48,10 @@ class Cloud:
             if m is None:
                 break
             self.handle(m[0], m[1], now_ms)
+        up = self.station.updater
+        if up is not None:
+            for ev in up.pop_events():
+                self.emit_event("update", ev, now_ms)
         cc = link.connect_count
         if cc != self._seen_connect:
             # (re)connected: the broker may have lost our retained messages, the cloud our events
@@ -141,6 +146,10 @@ class Cloud:
             return
         self.stats["rx"] += 1
         try:
+            if self.verifier is not None:
+                payload = self._open(rel, payload, now_ms)
+                if payload is None:
+                    return
             if rel == "limit":
                 self._on_limit(payload, now_ms)
             elif rel == "cmd":
@@ -150,6 +159,17 @@ class Cloud:
         except Exception as e:  # noqa: BLE001  a bug must not take the charger down
             self.stats["errors"] += 1
             self._say("cloud: error handling", rel, repr(e))
+
+    def _open(self, rel, payload, now_ms):
+        """The inner document of a signed message; None when it is refused (a `rejected` event, never a
+        reply) or is the retained config already applied."""
+        from firmware.signed import Refused
+
+        try:
+            return self.verifier.open(rel, payload)
+        except Refused as e:
+            self.reject(rel, e.code, e.detail, now_ms)
+            return None
 
     def _say(self, *a):
         try:
@@ -182,6 +202,8 @@ class Cloud:
         if err is not None:
             self.reject("config", err[0], err[1], now_ms)
             return
+        if self.verifier is not None:
+            self.verifier.config_applied()
         self._applied(now_ms)
 
     def _applied(self, now_ms):
@@ -202,7 +224,7 @@ class Cloud:
             result, err = self._run(cid, op, args, now_ms)
         except Exception as e:  # noqa: BLE001  still exactly one reply
             result, err = None, (protocol.BUSY, "internal error: " + repr(e)[:80])
-        if op == "restart" and err is None:
+        if op in ("restart", "factory_reset") and err is None:
             return  # replied (and restart requested) in _run
         self.reply(cid, result, err, now_ms)
 
@@ -233,6 +255,20 @@ class Cloud:
         if op == "restart":
             # the reply goes out first; the app then ends the session, persists, says offline
             # through link.shutdown() and resets
+            self._restarting = True
+            self.reply(cid, None, None, now_ms)
+            st.restart(cid)
+            return None, None
+        if op == "update":
+            if st.updater is None:
+                return None, (protocol.NOT_ALLOWED, "no update key provisioned")
+            return st.updater.request(cid, args["url"])
+        if op == "factory_reset":
+            from firmware import factory
+
+            err = factory.erase(st)
+            if err is not None:
+                return None, err
             self._restarting = True
             self.reply(cid, None, None, now_ms)
             st.restart(cid)

@@ -97,6 +97,25 @@ def _byte_len(n):
     return k
 
 
+def modexp(s, e, n):
+    """pow(s, e, n), one three-argument pow per squaring: the verification runs in the update's
+    worker thread, and a thread switch can only happen between bytecodes, so one long pow (tens of
+    ms on an ESP32 for 2048 bits) would hold the control loop up; one squaring is a small part of it."""
+    if e < 1:
+        return 1 % n
+    bits = 0
+    x = e
+    while x:
+        x >>= 1
+        bits += 1
+    m = s % n
+    for i in range(bits - 2, -1, -1):
+        m = pow(m, 2, n)
+        if (e >> i) & 1:
+            m = (m * s) % n
+    return m
+
+
 def verify(pubkey, message_hash, signature):
     """True when signature (bytes) is a PKCS#1 v1.5 SHA-256 signature of the message whose
     SHA-256 digest is message_hash, under pubkey (n, e)."""
@@ -107,7 +126,7 @@ def verify(pubkey, message_hash, signature):
     s = int.from_bytes(bytes(signature), "big")
     if s >= n:
         return False
-    m = pow(s, e, n)
+    m = modexp(s, e, n)
     t = SHA256_PREFIX + bytes(message_hash)
     pad = k - len(t) - 3
     if pad < 8:

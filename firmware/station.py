@@ -15,8 +15,7 @@ from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff
-
-FW = "0.1.0"
+from firmware.version import VERSION as FW
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
 
 
@@ -36,6 +35,7 @@ class Station:
         self.hw_max_a = board.hw_max_a
         self._ts = ts  # () -> unix seconds or None
         self.on_restart = None  # the app's restart sequence, (cmd_id) -> None
+        self.updater = None  # firmware/update.py Updater when an update key is provisioned
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
         self.energy_wh_persisted = int(e.get("wh", 0))
@@ -50,7 +50,7 @@ class Station:
         self.temp_c = None
         self.boot_ms = 0
         self._version = 0
-        self._seen = (None, None, None)
+        self._seen = (None, None, None, None)
 
     def _load_settings(self, first):
         # flash, else the first-boot document, else defaults
@@ -81,8 +81,9 @@ class Station:
         seen = self._seen
         ch = self.charger
         closed = self.inp.contactor_closed
-        if ch.version != seen[0] or closed != seen[1] or self.settings is not seen[2]:
-            self._seen = (ch.version, closed, self.settings)
+        up = self.updater.version if self.updater is not None else 0
+        if ch.version != seen[0] or closed != seen[1] or self.settings is not seen[2] or up != seen[3]:
+            self._seen = (ch.version, closed, self.settings, up)
             self._version += 1
         return self._version
 
@@ -121,6 +122,7 @@ class Station:
             "enabled": bool(s.get("enabled")),
             "faults": list(ch.faults),
             "fw": self.fw,
+            "update": self.updater.status() if self.updater is not None else None,
         }
 
     def _session_status(self, m, ok):
@@ -168,6 +170,10 @@ class Station:
 
     def pending_sessions(self, limit):
         return self.sessions.pending(limit)
+
+    def charging(self):
+        """A vehicle draws (or may draw) power: no factory reset, no switch to a new image."""
+        return bool(self.inp.contactor_closed) or self.charger.mode == "connected_charging"
 
     def restart(self, cmd_id):
         """End a running session, persist everything; the app resets once the contactor is open."""

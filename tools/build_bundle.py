@@ -56,7 +56,7 @@ def build_romfs(bundle, image, with_sim=False):
     stage = image + ".d"
     if os.path.exists(stage):
         shutil.rmtree(stage)
-    skip = ("boot.py", "main.py") if with_sim else ("sim", "boot.py", "main.py")
+    skip = ("boot.py", "main.py", "bootsel.py") if with_sim else ("sim", "boot.py", "main.py", "bootsel.py")
     shutil.copytree(bundle, stage, ignore=shutil.ignore_patterns(*skip))
     subprocess.run([mpremote(), "romfs", "--no-mpy", "-o", image, "build", stage], check=True,
                    capture_output=True)
@@ -83,7 +83,7 @@ def main(argv):
     if not os.path.exists(os.path.join(lib, "umqtt", "simple.py")):
         sys.exit("umqtt.simple missing: run `make setup`")
     n += compile_tree(lib, "umqtt", os.path.join(out, "lib"))
-    for name in ("boot.py", "main.py"):
+    for name in ("boot.py", "main.py", "bootsel.py"):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out, name))
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print("bundle: %d modules compiled, %d bytes in %s" % (n, size, out))
