@@ -48,10 +48,8 @@ class Cloud:
             if m is None:
                 break
             self.handle(m[0], m[1], now_ms)
-        up = self.station.updater
-        if up is not None:
-            for ev in up.pop_events():
-                self.emit_event("update", ev, now_ms)
+        if self.station.updater is not None:
+            self.station.updater.drain(self, now_ms)
         cc = link.connect_count
         if cc != self._seen_connect:
             # (re)connected: the broker may have lost our retained messages, the cloud our events
@@ -147,7 +145,7 @@ class Cloud:
         self.stats["rx"] += 1
         try:
             if self.verifier is not None:
-                payload = self._open(rel, payload, now_ms)
+                payload = self.verifier.unwrap(self, rel, payload, now_ms)
                 if payload is None:
                     return
             if rel == "limit":
@@ -159,17 +157,6 @@ class Cloud:
         except Exception as e:  # noqa: BLE001  a bug must not take the charger down
             self.stats["errors"] += 1
             self._say("cloud: error handling", rel, repr(e))
-
-    def _open(self, rel, payload, now_ms):
-        """The inner document of a signed message; None when it is refused (a `rejected` event, never a
-        reply) or is the retained config already applied."""
-        from firmware.signed import Refused
-
-        try:
-            return self.verifier.open(rel, payload)
-        except Refused as e:
-            self.reject(rel, e.code, e.detail, now_ms)
-            return None
 
     def _say(self, *a):
         try:
@@ -259,18 +246,8 @@ class Cloud:
             self.reply(cid, None, None, now_ms)
             st.restart(cid)
             return None, None
-        if op == "update":
-            if st.updater is None:
-                return None, (protocol.NOT_ALLOWED, "no update key provisioned")
-            return st.updater.request(cid, args["url"])
-        if op == "factory_reset":
-            from firmware import factory
+        if op in ("update", "factory_reset"):
+            from firmware import factory  # contract v1.1; loaded only when used (heap)
 
-            err = factory.erase(st)
-            if err is not None:
-                return None, err
-            self._restarting = True
-            self.reply(cid, None, None, now_ms)
-            st.restart(cid)
-            return None, None
+            return factory.command(self, st, cid, op, args, now_ms)
         return None, (protocol.UNKNOWN_OP, op)

@@ -27,7 +27,6 @@ from firmware.units import (  # noqa: F401  (the error codes and bounds are part
 V = 1
 OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get",
        "update", "factory_reset")  # the last two: contract v1.1
-MAX_URL = 512
 
 OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
@@ -233,10 +232,7 @@ def parse_cmd(payload):
                 raise ProtocolError(BAD_REQUEST, "settings must be a JSON object")
             args["settings"] = s
         elif op == "update":
-            url = obj.get("url")
-            if not isinstance(url, str) or not url or len(url) > MAX_URL:
-                raise ProtocolError(BAD_REQUEST, "url must be a string of 1..%d characters" % MAX_URL)
-            args["url"] = url
+            args["url"] = obj.get("url")  # checked by the updater (firmware/fetch.py parse_url)
         return cid, op, args
     except ProtocolError as e:
         e.cmd_id = cid

@@ -141,6 +141,15 @@ class Verifier:
             self._opened = (ctr, mac_l)
         return msg
 
+    def unwrap(self, backend, topic, payload, now_ms):
+        """open() for the MQTT backend (firmware/cloud.py): a refused message becomes a `rejected`
+        event, never a reply (a replayed command must not even be answered); None then."""
+        try:
+            return self.open(topic, payload)
+        except Refused as e:
+            backend.reject(topic, e.code, e.detail, now_ms)
+            return None
+
     def config_applied(self):
         """The config document open() returned was applied: remember it (also across resets)."""
         if self._opened is not None:

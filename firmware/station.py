@@ -16,6 +16,7 @@ from firmware.charger import Charger, Inputs
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff
 from firmware.version import VERSION as FW
+
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
 
 

@@ -25,7 +25,7 @@ import os
 import time
 
 from firmware import manifest as mf
-from firmware.fetch import FetchError, Fetcher, join, parse_url
+from firmware.fetch import Fetcher, FetchError, join, parse_url
 from firmware.manifest import UpdateError
 from firmware.ticks import ticks_diff
 from firmware.units import BAD_REQUEST, BUSY
@@ -175,6 +175,12 @@ class Updater:
         else:
             self._events.append(ev)
         self.version += 1
+
+    def drain(self, backend, now_ms):
+        """The MQTT backend's `update` events (firmware/cloud.py)."""
+        if self._events:
+            for ev in self.pop_events():
+                backend.emit_event("update", ev, now_ms)
 
     def pop_events(self):
         if not self._events:
