@@ -20,10 +20,11 @@ BOOT_FILES = ("boot.py", "main.py", "bootsel.py")
 class UpdateError(Exception):
     """code: the contract's update error (download, hash, signature, board, downgrade, space, ...)."""
 
-    def __init__(self, code, detail):
+    def __init__(self, code, detail, version=None):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.version = version  # the manifest's, when it was read that far
 
 
 def parse_version(v):
@@ -87,13 +88,14 @@ def parse(raw, pubkey, board, running):
         doc = protocol.parse_object(text)
     except protocol.ProtocolError:
         raise UpdateError("signature", "signed manifest is not a JSON object") from None
-    if doc.get("board") != board:
-        raise UpdateError("board", "manifest is for board %s, this is %s" % (str(doc.get("board"))[:32], board))
     version = doc.get("version")
     if parse_version(version) is None:
         raise UpdateError("signature", "manifest version must be dotted integers")
+    if doc.get("board") != board:
+        raise UpdateError("board", "manifest is for board %s, this is %s" % (str(doc.get("board"))[:32], board),
+                          version)
     if parse_version(running) is not None and compare(version, running) < 0:
-        raise UpdateError("downgrade", "version %s is older than the running %s" % (version, running))
+        raise UpdateError("downgrade", "version %s is older than the running %s" % (version, running), version)
     files = doc.get("files")
     if not isinstance(files, list) or not files or len(files) > MAX_FILES:
         raise UpdateError("signature", "manifest needs 1..%d files" % MAX_FILES)

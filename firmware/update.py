@@ -157,6 +157,7 @@ class Updater:
         self._watch = False  # this boot is the trial of a new image
         self._boot_ms = None
         self._gave_up = False
+        self._restart_due = False
         slots = store.read_json(SLOTS_FILE, None)
         self.slots = slots if isinstance(slots, dict) else {}
         # after bootsel.select(): the slot running now
@@ -269,7 +270,9 @@ class Updater:
         self._total = 0
         self._got = 0
         self._worker_done = None
-        self._set_phase("downloading")
+        self.job["phase"] = "downloading"  # the event goes out once the manifest named the version
+        self.store.write_json(UPDATE_FILE, self.job)
+        self.version += 1
         job = self.job
         if self.threaded:
             _thread.start_new_thread(self._work, (job,))
@@ -282,6 +285,11 @@ class Updater:
             self._boot_ms = now
         job = self.job
         if job is None:
+            return
+        if self._restart_due:
+            self._restart_due = False
+            if self.restart is not None:
+                self.restart(job.get("cmd_id"))
             return
         ph = job.get("phase")
         if ph == "deferred":
@@ -314,8 +322,7 @@ class Updater:
         self.store.write_json(SLOTS_FILE, s)
         self.slots = s
         self._installed = False
-        if self.restart is not None:
-            self.restart(job.get("cmd_id"))
+        self._restart_due = True  # at the next service(): the backend sends `rebooting` first
 
     def _health(self, now):
         up = ticks_diff(now, self._boot_ms)
@@ -344,6 +351,8 @@ class Updater:
             self._worker_done = (None, None)
         except UpdateError as e:
             self._log("update failed: %s: %s" % (e.code, e.detail))
+            if e.version is not None:
+                job["version"] = e.version
             self._worker_done = (e.code, e.detail)
         except Exception as e:  # noqa: BLE001  a bug or a full flash: the update fails, the charger runs on
             self._log("update failed: %r" % (e,))
@@ -372,8 +381,7 @@ class Updater:
         raw = self._retrying(lambda: f.get_small(url, mf.MAX_MANIFEST))
         man = mf.parse(raw, self.pubkey, self.board, self.running)
         job["version"] = man.version
-        self.store.write_json(UPDATE_FILE, job)
-        self.version += 1
+        self._set_phase("downloading")
         top = self.root + "/slot_" + job["slot"]
         have = 0
         for path, size, _ in man.files:
