@@ -47,8 +47,9 @@ def _exists(p):
         return False
 
 
-def select(root):
-    """Choose the slot for this boot, put it first on sys.path; returns it (None: the root image)."""
+def select(root, use=True):
+    """Choose the slot for this boot, put it first on sys.path (not with use=False: tests); returns
+    it (None: the root image)."""
     d = read(root)
     slot = d.get("active")
     trial = d.get("trial")
@@ -61,6 +62,8 @@ def select(root):
         write(root, d)
     if slot not in ("a", "b") or not _exists(_path(slot_dir(root, slot), "firmware")):
         return None
+    if not use:
+        return slot
     top = slot_dir(root, slot)
     keep = [p for p in sys.path if p == ".frozen"]
     while sys.path:

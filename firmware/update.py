@@ -146,6 +146,7 @@ class Updater:
         self.restart = None
         self.threaded = _thread is not None
         self.fetch_timeout_s = 10
+        self.fetcher = lambda: Fetcher(self.cadata, self.fetch_timeout_s)  # tests hand in a fake
         self.version = 0
         self._events = []
         self._lock = _thread.allocate_lock() if _thread is not None else None
@@ -376,7 +377,7 @@ class Updater:
         raise UpdateError("download", "unreachable")
 
     def _run(self, job):
-        f = Fetcher(self.cadata, self.fetch_timeout_s)
+        f = self.fetcher()
         url = job["url"]
         raw = self._retrying(lambda: f.get_small(url, mf.MAX_MANIFEST))
         man = mf.parse(raw, self.pubkey, self.board, self.running)
