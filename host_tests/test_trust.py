@@ -6,8 +6,9 @@ import binascii
 import hashlib
 import json
 
-import bootsel
 import trust_vectors as V
+
+import bootsel
 from firmware import manifest, rsa, signed, update
 from firmware.fetch import FetchError, parse_url
 from firmware.storage import Storage

@@ -1,4 +1,5 @@
 """Fixed vectors for test_trust.py, made once with the `cryptography` package (tools/release's)."""
+# ruff: noqa: E501  (generated vectors: keys, signatures and signed manifests on one line each)
 
 PUB_PEM = '-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAkfJhgIGoHzor082sE9CL\nO7Q77LOFMJvF5+4++5OqWiY1Ye6FJvGN9pb4APqMP4nlPoOfSf0h81GEsfa4LrMj\nHA8gQ7t61rajYTl5N9MifUFI8DpWNL9In4e5r8D0lesz0hmA1iQZqu0xRQ57rCAm\nLUaKgKfp+Rmg5qkopEJ69N8SpdNyCiGcW+viGGblu/PnGDkghg5BWGwcpCGnT50s\ncrX4qbJ6GTTzZVCWht2WZjkwVOW5T8E4H9DaHE4xr01i9i/NmK4JOpToUjSoMhQC\na/xdPGW5w0JolmaeeTYJ8Yc1B7ovRBYCM62dzZDqiBhiGRPnHuwKuV7UeWajdtwG\nMwIDAQAB\n-----END PUBLIC KEY-----\n'
 PUB_PKCS1_PEM = '-----BEGIN RSA PUBLIC KEY-----\nMIIBCgKCAQEAkfJhgIGoHzor082sE9CLO7Q77LOFMJvF5+4++5OqWiY1Ye6FJvGN\n9pb4APqMP4nlPoOfSf0h81GEsfa4LrMjHA8gQ7t61rajYTl5N9MifUFI8DpWNL9I\nn4e5r8D0lesz0hmA1iQZqu0xRQ57rCAmLUaKgKfp+Rmg5qkopEJ69N8SpdNyCiGc\nW+viGGblu/PnGDkghg5BWGwcpCGnT50scrX4qbJ6GTTzZVCWht2WZjkwVOW5T8E4\nH9DaHE4xr01i9i/NmK4JOpToUjSoMhQCa/xdPGW5w0JolmaeeTYJ8Yc1B7ovRBYC\nM62dzZDqiBhiGRPnHuwKuV7UeWajdtwGMwIDAQAB\n-----END RSA PUBLIC KEY-----\n'
