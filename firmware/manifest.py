@@ -14,7 +14,7 @@ MAX_FILE = 1024 * 1024
 MAX_PATH = 96
 _PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./"
 # the boot selector and the device entry are never replaced by an update (they pick the slot)
-BOOT_FILES = ("boot.py", "main.py", "bootsel.py")
+BOOT_FILES = ("boot.py", "main.py", "bootsel.py", "bootsel.mpy")
 
 
 class UpdateError(Exception):

@@ -95,7 +95,8 @@ def updater(rig, rel, sid, settings=None, cmd_key=None):
 
 
 def update_events(cl, since=0):
-    return [(m.d["phase"], m.d.get("error"), m.d["version"]) for m in cl.all("event", since, lambda d: d["type"] == "update")]
+    return [(m.d["phase"], m.d.get("error"), m.d["version"])
+            for m in cl.all("event", since, lambda d: d["type"] == "update")]
 
 
 def wait_update(cl, phase, since, timeout=30):
@@ -307,7 +308,8 @@ def test_update_refusals(rig, rel):
         assert cl.cmd("update", cid=cid, url=srv.url(path))["ok"] is True
         f = wait_update(cl, "failed", m, 30)
         assert f["error"] == code and f["version"] == version and f["cmd_id"] == cid, f
-        assert cl.state(lambda d: d["update"] is None and d["seq"] > f["seq"], 10, m)["fw"] == "0.1.0"
+        seq = f["seq"]
+        assert cl.state(lambda d, seq=seq: d["update"] is None and d["seq"] > seq, 10, m)["fw"] == "0.1.0"
     r = cl.cmd("update", url="ftp://127.0.0.1/x")
     assert r["ok"] is False and r["error"] == "bad_request", r
     r = cl.cmd("update")

@@ -3,8 +3,8 @@
     python tools/build_bundle.py OUT [--no-sim] [--romfs IMAGE]
 
 OUT gets firmware/, drivers/, board/ as .mpy (board/sim too unless --no-sim), lib/umqtt/simple.mpy,
-and boot.py / main.py as source (the device runs those two by name). Copy OUT to a board's flash
-root (`make deploy`), or run it on the unix port with MICROPYPATH=OUT:OUT/lib.
+bootsel.mpy (the A/B boot selector), and boot.py / main.py as source (the device runs those two by
+name). Copy OUT to a board's flash root (`make deploy`), or run it on the unix port with MICROPYPATH=OUT:OUT/lib.
 
 --romfs IMAGE also writes a ROMFS image of the device modules (no boot.py/main.py, no board/sim
 unless --romfs-with-sim, which the host tests use):
@@ -56,7 +56,7 @@ def build_romfs(bundle, image, with_sim=False):
     stage = image + ".d"
     if os.path.exists(stage):
         shutil.rmtree(stage)
-    skip = ("boot.py", "main.py", "bootsel.py") if with_sim else ("sim", "boot.py", "main.py", "bootsel.py")
+    skip = ("boot.py", "main.py") if with_sim else ("sim", "boot.py", "main.py")
     shutil.copytree(bundle, stage, ignore=shutil.ignore_patterns(*skip))
     subprocess.run([mpremote(), "romfs", "--no-mpy", "-o", image, "build", stage], check=True,
                    capture_output=True)
@@ -83,8 +83,12 @@ def main(argv):
     if not os.path.exists(os.path.join(lib, "umqtt", "simple.py")):
         sys.exit("umqtt.simple missing: run `make setup`")
     n += compile_tree(lib, "umqtt", os.path.join(out, "lib"))
-    for name in ("boot.py", "main.py", "bootsel.py"):
+    for name in ("boot.py", "main.py"):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out, name))
+    # the boot selector main.py imports (never part of an update's image: tools/release leaves it out)
+    subprocess.run([mpy_cross(), "-s", "bootsel.py", "-o", os.path.join(out, "bootsel.mpy"),
+                    os.path.join(ROOT, "bootsel.py")], check=True)
+    n += 1
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print("bundle: %d modules compiled, %d bytes in %s" % (n, size, out))
     if romfs:
