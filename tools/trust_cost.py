@@ -9,6 +9,7 @@ import sys
 import time
 
 import trust_vectors as V
+
 from firmware import manifest, rsa, signed
 
 
