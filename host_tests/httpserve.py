@@ -16,7 +16,8 @@ import time
 
 
 class Server:
-    def __init__(self, folder):
+    def __init__(self, folder, tls=None):
+        """tls: (certificate file, key file) to serve https."""
         self.folder = folder
         self.cut_after = {}  # path -> bytes, or ("always", bytes)
         self.status = {}
@@ -78,11 +79,19 @@ class Server:
 
         self.httpd = TS(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
+        self.scheme = "http"
+        if tls:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, rel):
-        return "http://127.0.0.1:%d/%s" % (self.port, rel)
+        return "%s://127.0.0.1:%d/%s" % (self.scheme, self.port, rel)
 
     def close(self):
         self.httpd.shutdown()

@@ -366,3 +366,44 @@ def test_power_cut_during_download(rig, rel):
     fetched = [p for p, _ in srv.log[n:] if not p.endswith("manifest.json")]
     assert len(fetched) < len(json.loads(json.load(open(os.path.join(rel["www"], "v2", "manifest.json")))["manifest"])
                                          ["files"]), fetched  # files verified before the cut are reused
+
+
+# ---- https ---------------------------------------------------------------------------------------
+FETCH_SCRIPT = """
+import hashlib, sys
+from firmware.fetch import Fetcher, FetchError
+with open(sys.argv[2], "rb") as f:
+    ca = f.read()
+try:
+    d = Fetcher(ca).to_file(sys.argv[1], sys.argv[3], int(sys.argv[4]), hashlib.sha256)
+    print("ok", "".join("%02x" % b for b in d))
+except FetchError as e:
+    print("refused", e.detail)
+"""
+
+
+def test_https_download_checks_the_provisioned_ca(rel, tmp_path):
+    """firmware/fetch.py on the unix port (mbedTLS) against an https server: the provisioned CA is
+    required, another CA is refused."""
+    from broker import Certs
+    from conftest import MICROPYTHON
+
+    certs = Certs(str(tmp_path / "certs"))
+    srv = Server(rel["www"], tls=(certs.cert, certs.key))
+    try:
+        script = tmp_path / "fetch.py"
+        script.write_text(FETCH_SCRIPT)
+        path = "v2/firmware/charger.mpy"
+        with open(os.path.join(rel["www"], path), "rb") as f:
+            data = f.read()
+        env = dict(os.environ, MICROPYPATH=":".join([ROOT, os.path.join(ROOT, "build", "lib"), ".frozen"]))
+        outs = []
+        for ca in (certs.ca, certs.other_ca):
+            dst = tmp_path / ("out-%d.bin" % len(outs))
+            p = subprocess.run([MICROPYTHON, "-X", "heapsize=256K", str(script), srv.url(path), ca, str(dst),
+                                str(len(data))], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+            outs.append(p.stdout.strip() + p.stderr[-300:])
+        assert outs[0] == "ok " + hashlib.sha256(data).hexdigest(), outs
+        assert outs[1].startswith("refused"), outs
+    finally:
+        srv.close()
