@@ -386,6 +386,7 @@ def test_https_download_checks_the_provisioned_ca(rel, tmp_path):
     """firmware/fetch.py on the unix port (mbedTLS) against an https server: the provisioned CA is
     required, another CA is refused."""
     from broker import Certs
+
     from conftest import MICROPYTHON
 
     certs = Certs(str(tmp_path / "certs"))
