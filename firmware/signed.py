@@ -144,6 +144,8 @@ class Verifier:
     def unwrap(self, backend, topic, payload, now_ms):
         """open() for the MQTT backend (firmware/cloud.py): a refused message becomes a `rejected`
         event, never a reply (a replayed command must not even be answered); None then."""
+        if topic == "config" and payload is not None and len(payload) == 0:
+            return None  # the retained config deleted (an empty message): nothing to apply, nothing to sign
         try:
             return self.open(topic, payload)
         except Refused as e:

@@ -408,3 +408,46 @@ def test_https_download_checks_the_provisioned_ca(rel, tmp_path):
         assert outs[1].startswith("refused"), outs
     finally:
         srv.close()
+
+
+# ---- the reference cloud signs -------------------------------------------------------------------
+def test_reference_cloud_signer_is_what_the_firmware_verifies(tmp_path):
+    from firmware.signed import Verifier
+    from firmware.storage import Storage
+    from tools.refcloud.signing import Signer
+
+    s = Signer({"X1": bytes.fromhex(KEY)})
+    v = Verifier(Storage(str(tmp_path)), bytes.fromhex(KEY))
+    ctrs = []
+    for topic in ("limit", "cmd", "config", "cmd"):
+        env = s.wrap("X1", topic, '{"a":1}')
+        assert v.open(topic, env) == '{"a":1}'
+        ctrs.append(json.loads(env)["ctr"])
+    assert ctrs == sorted(ctrs) and len(set(ctrs)) == 4
+    assert s.wrap("OTHER", "cmd", "{}") == "{}"  # no key: plain
+
+
+def test_reference_cloud_offboards_a_signed_charger(rig, tmp_path):
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"E2EOFF": KEY}))
+    ch, cl = rig.charger("E2EOFF", dict(FAST, max_current_a=10, local_auth_ids=["04A1B2"]), start=False)
+    ch.extra = ["--cmd-key", KEY]
+    ch.start()
+    online(cl)
+    cl.publish("config", sign("config", 1, {"max_current_a": 12}), retain=True)
+    cl.event("config_applied", None, 10)
+    base = [sys.executable, os.path.join(ROOT, "tools", "cloud"), "--broker", "127.0.0.1:%d" % rig.broker.port,
+            "--keys", str(keys), "cmd", "E2EOFF"]
+    p = subprocess.run(base + ["get"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and json.loads(p.stdout)["ok"] is True, p.stdout + p.stderr
+    m = cl.mark()
+    p = subprocess.run(base + ["offboard"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    boot = cl.event("boot", lambda d: d["boot"] == 2, 20, m)
+    assert boot["reset_cause"] == "soft" and boot["cmd_id"].startswith("cli-"), boot
+    rep = cl.wait("config/reported", lambda d: d["local_auth_ids"] == [], 10, m).d
+    assert rep["max_current_a"] == 16 and rep["standalone"] is True, rep
+    from e2e import retained
+
+    assert retained(rig.broker.port, "evse/E2EOFF/config") is None  # the cloud deleted its desired state
+    assert [d.d for d in cl.all("event", m, lambda d: d["type"] == "rejected")] == []
