@@ -451,3 +451,24 @@ def test_reference_cloud_offboards_a_signed_charger(rig, tmp_path):
 
     assert retained(rig.broker.port, "evse/E2EOFF/config") is None  # the cloud deleted its desired state
     assert [d.d for d in cl.all("event", m, lambda d: d["type"] == "rejected")] == []
+
+
+def test_power_cut_in_the_health_period_rolls_back(rig, rel):
+    """The new version booted on trial but lost power before it committed: the trial is used up, the
+    next boot runs the old version, which reports rolled_back (crash: the trial did not finish)."""
+    srv = rel["srv"]
+    ch, cl = updater(rig, rel, "E2EUPHLT")
+    cl.event("boot")
+    m = cl.mark()
+    cl.cmd("update", cid="h-1", url=srv.url("v2/manifest.json"))
+    new = cl.event("boot", lambda d: d["fw"] == "0.2.0", 60, m)
+    assert new["cmd_id"] == "h-1"
+    time.sleep(2)  # inside the 10 s health period
+    assert [e[0] for e in update_events(cl, m)] == ["downloading", "verifying", "installing", "rebooting"]
+    ch.sigkill()
+    m = cl.mark()
+    ch.start()
+    boot = cl.event("boot", None, 20, m)
+    assert boot["fw"] == "0.1.0" and boot["reset_cause"] == "power_on", boot
+    rb = wait_update(cl, "rolled_back", m, 10)
+    assert rb["error"] == "crash" and rb["version"] == "0.2.0" and rb["cmd_id"] == "h-1", rb
