@@ -53,9 +53,12 @@ FLASH = "/flash"  # the board's storage_root: settings, sessions, and the applic
 
 
 def start():
-    import bootsel
-
-    bootsel.select(FLASH)  # the application slot for this boot (a field update's trial, or the committed one)
+    try:
+        import bootsel
+    except ImportError:  # an image without the selector (older frozen build): the root image runs
+        bootsel = None
+    if bootsel is not None:
+        bootsel.select(FLASH)  # the application slot: a field update's trial, or the committed one
     from board.esp32_ref import Board
     from firmware.app import App
 

@@ -13,6 +13,7 @@
 #                 closed session records to backend.send_session()
 from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
+from firmware.iec61851 import HIGH, LOW
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff
 from firmware.version import VERSION as FW
@@ -25,17 +26,20 @@ def _r1(x):
 
 
 class Station:
-    def __init__(self, store, serial, boot, board, first_settings=None, ts=None):
-        """board: its capabilities (hw_max_a, phases, tethered_a) and its meter."""
+    def __init__(self, store, board, serial, boot, boot_ms, boot_cmd_id=None, first_settings=None, on_restart=None):
+        """board: its capabilities (hw_max_a, phases, tethered_a), meter, reset_cause() and, where it
+        knows the time, unix_time(); boot: this boot's number; boot_cmd_id: the restart command this
+        boot answers; on_restart(cmd_id): the app's restart sequence."""
         self.store = store
         self.serial = serial
         self.fw = FW
         self.boot = boot
-        self.reset_cause = None
-        self.boot_cmd_id = None
+        self.boot_ms = boot_ms
+        self.reset_cause = board.reset_cause()
+        self.boot_cmd_id = boot_cmd_id
         self.hw_max_a = board.hw_max_a
-        self._ts = ts  # () -> unix seconds or None
-        self.on_restart = None  # the app's restart sequence, (cmd_id) -> None
+        self._board = board  # for its clock: unix_time() where it has one, looked up when needed
+        self._on_restart = on_restart
         self.updater = None  # firmware/update.py Updater when an update key is provisioned
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
@@ -46,10 +50,9 @@ class Station:
         self.charger = Charger(self.settings, board.hw_max_a, board.phases, board.tethered_a)
         self.inp = Inputs()
         self.inp.energy_wh = self.energy_wh_persisted
-        # readings of the app's slow work, as the contract reports them
+        # readings of the app's slow work, as the contract reports them (set through readings())
         self.pp_a = None
         self.temp_c = None
-        self.boot_ms = 0
         self._version = 0
         self._seen = (None, None, None, None)
 
@@ -65,9 +68,16 @@ class Station:
         self.store.write_json("settings.json", s)
         return s
 
+    def readings(self, pp_a, temp_dc, tethered):
+        """The slow inputs as the contract reports them: pp_a null without a reading or with a
+        tethered cable, temp_c in degC (null for a sensor fault)."""
+        self.pp_a = pp_a if pp_a > 0 and tethered is None else None
+        self.temp_c = None if temp_dc is None else temp_dc / 10
+
     # ---- time ---------------------------------------------------------------------------------------
     def ts(self, now_ms=None):
-        return self._ts() if self._ts is not None else None
+        f = getattr(self._board, "unix_time", None)
+        return f() if f is not None else None
 
     def up_ms(self, now_ms):
         return ticks_diff(now_ms, self.boot_ms)
@@ -93,9 +103,9 @@ class Station:
         ch = self.charger
         s = self.settings
         m = self.meter
-        if ch.pilot_mode == "high":
+        if ch.pilot_mode == HIGH:
             duty = 100
-        elif ch.pilot_mode == "low":
+        elif ch.pilot_mode == LOW:
             duty = 0
         else:
             duty = ch.duty_pm / 10
@@ -159,8 +169,9 @@ class Station:
             new = settings_mod.merged(self.settings, doc, self.hw_max_a)
         except settings_mod.SettingsError as e:
             return (e.code, e.detail)
-        if new != self.settings:  # the retained `config` comes back at every connect: no flash write
-            self.store.write_json("settings.json", new)
+        if new == self.settings:  # the retained `config` comes back at every connect: nothing to do
+            return None
+        self.store.write_json("settings.json", new)
         self.settings = new
         self.charger.apply_settings(new)
         return None
@@ -178,7 +189,7 @@ class Station:
 
     def restart(self, cmd_id):
         """End a running session, persist everything; the app resets once the contactor is open."""
-        self.on_restart(cmd_id)
+        self._on_restart(cmd_id)
         return None
 
     # ---- energy and sessions (the app's slow work) -----------------------------------------------------

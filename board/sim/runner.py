@@ -177,7 +177,7 @@ class Status:
 
 class BenchProbe:
     """Benchmarks only (tools/bench.py), enabled by the environment variable SIM_BENCH: an `@bench` line
-    a second with the longest fast-loop gap in that second (app.max_gap_ms is read and reset) and the
+    a second with the longest fast-loop gap in that second (app.take_max_gap()) and the
     heap in use. SIM_BENCH=mem also runs gc.collect() at every slow tick and reports the high-water of
     the live heap (`live_max`); that costs loop time, so it is not for gap measurements."""
 
@@ -200,8 +200,7 @@ class BenchProbe:
             return
         self.last = now
         app = self.app
-        gap = app.max_gap_ms
-        app.max_gap_ms = 0
+        gap = app.take_max_gap()
         if gap > self.gap_max:
             self.gap_max = gap
         doc = {"up_ms": app.station.up_ms(now), "gap_ms": gap, "gap_max_ms": self.gap_max, "mem_alloc": gc.mem_alloc(),
@@ -246,8 +245,8 @@ def main():
     sid = opts["id"]
     clock = RealClock()
     plant = TimedPlant(clock)
-    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"])
-    board.unix_time = _unix_time  # the host's clock stands in for NTP: `ts` fields are known
+    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"],
+                     unix_time=_unix_time)
     first = None
     if "settings" in opts:
         first = json.loads(read_file(opts["settings"]))
