@@ -19,5 +19,7 @@ else:
 
 package("firmware")
 package("drivers")
+# the A/B boot selector main.py calls first (field updates install into /flash/slot_a|b, never here)
+module("bootsel.py")
 # listed, not globbed as a package: board/sim is the simulator, which no device loads
 package("board", files=sorted(f for f in os.listdir("board") if f.endswith(".py")))

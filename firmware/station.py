@@ -16,8 +16,8 @@ from firmware.charger import Charger, Inputs
 from firmware.iec61851 import HIGH, LOW
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff
+from firmware.version import VERSION as FW
 
-FW = "0.1.0"
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
 
 
@@ -40,6 +40,7 @@ class Station:
         self.hw_max_a = board.hw_max_a
         self._board = board  # for its clock: unix_time() where it has one, looked up when needed
         self._on_restart = on_restart
+        self.updater = None  # firmware/update.py Updater when an update key is provisioned
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
         self.energy_wh_persisted = int(e.get("wh", 0))
@@ -53,7 +54,7 @@ class Station:
         self.pp_a = None
         self.temp_c = None
         self._version = 0
-        self._seen = (None, None, None)
+        self._seen = (None, None, None, None)
 
     def _load_settings(self, first):
         # flash, else the first-boot document, else defaults
@@ -91,8 +92,9 @@ class Station:
         seen = self._seen
         ch = self.charger
         closed = self.inp.contactor_closed
-        if ch.version != seen[0] or closed != seen[1] or self.settings is not seen[2]:
-            self._seen = (ch.version, closed, self.settings)
+        up = self.updater.version if self.updater is not None else 0
+        if ch.version != seen[0] or closed != seen[1] or self.settings is not seen[2] or up != seen[3]:
+            self._seen = (ch.version, closed, self.settings, up)
             self._version += 1
         return self._version
 
@@ -131,6 +133,7 @@ class Station:
             "enabled": bool(s.get("enabled")),
             "faults": list(ch.faults),
             "fw": self.fw,
+            "update": self.updater.status() if self.updater is not None else None,
         }
 
     def _session_status(self, m, ok):
@@ -179,6 +182,10 @@ class Station:
 
     def pending_sessions(self, limit):
         return self.sessions.pending(limit)
+
+    def charging(self):
+        """A vehicle draws (or may draw) power: no factory reset, no switch to a new image."""
+        return bool(self.inp.contactor_closed) or self.charger.mode == "connected_charging"
 
     def restart(self, cmd_id):
         """End a running session, persist everything; the app resets once the contactor is open."""

@@ -224,6 +224,22 @@ def _getenv(name):
         return None
 
 
+SIM_FLASH_BYTES = 2 * 1024 * 1024  # the state dir stands for a 2 MB LittleFS partition
+
+
+def _trust(app, opts):
+    # contract v1.1 provisioning: --cmd-key HEX, --update-pubkey FILE (the release key's public half)
+    if "cmd-key" not in opts and "update-pubkey" not in opts:
+        return
+    from firmware import trust
+    from firmware.update import tree_bytes
+
+    root = opts["state-dir"]
+    pem = read_file(opts["update-pubkey"]) if "update-pubkey" in opts else None
+    ca = read_file(opts["tls-ca"]) if "tls-ca" in opts else None
+    trust.attach(app, opts.get("cmd-key"), pem, ca, "sim", lambda: SIM_FLASH_BYTES - tree_bytes(root))
+
+
 def main():
     opts = parse_args(sys.argv[1:])
     sid = opts["id"]
@@ -242,6 +258,7 @@ def main():
         ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None,
                             "ev-broker" if "ev-broker" in opts else "broker")
     app = App(board, link, serial=sid, prefix=prefix, first_settings=first)
+    _trust(app, opts)
     app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state"))
     if opts.get("status"):
         app.hooks.append(Status(app))
