@@ -287,8 +287,7 @@ class PN532Sim:
 
     def _host_nack(self):
         self.nacks += 1
-        for i in range(self._last_len):
-            self._emit(self._last[i])
+        self._send_frame(self._last, self._last_len)  # the repeat can be hit by a glitch too
 
     def _command(self):
         code = self._cmd[1]
