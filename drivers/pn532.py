@@ -43,7 +43,7 @@ try:
     from time import ticks_diff
 except ImportError:  # CPython (host tests): the ESP32's 2**30 tick period
 
-    def ticks_diff(ticks1, ticks2):  # type: ignore[misc]
+    def ticks_diff(ticks1, ticks2):  # type: ignore[misc,no-redef]
         return ((ticks1 - ticks2 + 0x20000000) & 0x3FFFFFFF) - 0x20000000
 
 
@@ -166,7 +166,8 @@ class PN532:
         self.fault = None  # type: str | None
         self.last_error = None  # type: str | None
         self.multiple = False  # two tags in the field at the last scan
-        self.firmware = None  # type: tuple | None  (IC, Ver, Rev, Support) from GetFirmwareVersion
+        # (IC, Ver, Rev, Support) from GetFirmwareVersion
+        self.firmware = None  # type: tuple | None
         self.errors = 0  # failed commands (each restarted the sequence)
         self.bad_frames = 0  # frames with a bad LCS/DCS (NACKed or ignored)
         self.inits = 0  # completed configuration sequences (> 1: the reader was re-initialised)
