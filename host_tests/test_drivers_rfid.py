@@ -261,6 +261,25 @@ def test_reset_between_scans_and_tick_wrap():
     assert run(clock, rd, 300) == [UID7]
 
 
+def test_the_simulators_tag_op_reaches_the_driver():
+    from board.sim.plant import Plant
+
+    clock = VirtualClock(0)
+    plant = Plant(clock)
+    chip = PN532Sim(clock, tag_source=plant.pop_tag)  # the SimBoard wiring (docs/hardware.md)
+    rd = R.PN532(chip.uart)
+    run(clock, rd, 500)
+    assert plant.ev_op({"op": "tag", "id": "04A1B2"}) is None
+    assert run(clock, rd, 300) == ["04A1B2"]
+    assert run(clock, rd, 2000) == []  # held for tag_hold_ms, then taken away: one presentation
+    assert plant.ev_op({"op": "tag", "id": "DEADBEEF"}) is None
+    run(clock, rd, 100)
+    assert plant.ev_op({"op": "tag", "id": "04A1B2"}) is None  # the next card replaces it
+    assert run(clock, rd, 300) == ["04A1B2"]
+    assert plant.ev_op({"op": "tag", "id": "not-hex"}) is None  # the op takes it; no tag has it
+    assert run(clock, rd, 2000) == [] and chip.dropped_ids == 1 and rd.ok
+
+
 class CountingUART:
     """Counts what the driver asks of the UART in one poll."""
 
