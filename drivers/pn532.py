@@ -25,8 +25,8 @@
 # (MaxTg 2, 106 kbps type A) every `period_ms`. Every command has a deadline; a missed deadline, an error
 # frame, a wrong TFI/command code or a checksum still bad after two NACKs aborts the command (ACK),
 # empties the receive buffer and starts the sequence again, which also recovers a reader that was reset
-# (it forgot the configuration and sleeps until woken). `fault` becomes "reader" when no good answer
-# came for `fault_ms`, and clears at the first good scan.
+# (it forgot the configuration and sleeps until woken). `fault` becomes "reader" when no good scan
+# answer came for `fault_ms`, and clears at the first good scan.
 #
 # Presentations: a UID is reported when it is alone in the field and is not the tag being presented
 # already. The presentation ends when scans saw an empty field for `away_ms` (a tag at the edge of
@@ -156,7 +156,7 @@ class PN532:
         self._step = 0
         self._t = 0  # when the current command was sent / the idle or backoff pause began
         self._nacks = 0
-        self._t_good = None  # last good answer (None until the first poll)
+        self._t_good = None  # last good scan answer (the first poll until then)
         self._cur = bytearray(10)  # UID of the tag being presented
         self._cur_len = 0
         self._cur_seen = 0
@@ -292,7 +292,9 @@ class PN532:
                 return False
             self.scans += 1
             self.fault = None
-        self._t_good = now_ms
+            # only a scan counts as the reader working: one that answers its configuration and then
+            # fails every scan (a broken RF front end) would otherwise never become a fault
+            self._t_good = now_ms
         if step == self._scan_step - 1:
             self.inits += 1
         if step < self._scan_step:

@@ -220,6 +220,18 @@ def test_silent_reader_becomes_a_fault_and_recovers():
     assert run(clock, rd, 300) == [UID7]
 
 
+def test_reader_that_configures_but_never_scans_is_a_fault():
+    clock, chip, rd = ready()
+    chip.broken_rf = True
+    run(clock, rd, 1800)
+    assert rd.ok and rd.inits >= 3  # it keeps re-initialising: each configuration step answers
+    run(clock, rd, 300)
+    assert rd.fault == R.FAULT_READER and rd.last_error == R.ERR_FRAME
+    chip.broken_rf = False
+    run(clock, rd, 1000)
+    assert rd.ok
+
+
 def test_no_reader_at_boot_is_a_fault():
     clock, chip, rd = rig()
     chip.mute = True

@@ -8,9 +8,10 @@
 # makes InListPassiveTarget wait for a tag for ever), InListPassiveTarget at 106 kbps type A with up
 # to two targets (4/7/10-byte UIDs, an ATS for ISO 14443-4 tags), ACK from the host = abort, NACK =
 # send the last answer again, an error frame for an unknown command.
-# Misbehaviours: corrupt(n, kind) (bad DCS / data / LCS / ACK on the next n frames), mute (no answer at all,
-# a cut wire), garbage(data) (bytes on the line), reset() (the chip restarts, mid-command or not:
-# the answer it owed is lost and its configuration with it), present() of two tags, long holds.
+# Misbehaviours: corrupt(n, kind) (bad DCS / data / LCS / ACK on the next n frames), mute (no answer
+# at all, a cut wire), broken_rf (configuration answered, scans answered with error frames),
+# garbage(data) (bytes on the line), reset() (the chip restarts, mid-command or not: the answer it
+# owed is lost and its configuration with it), present() of two tags, long holds.
 # tag_source (e.g. plant.pop_tag) is asked at every bus access: a uid it returns is presented for
 # tag_hold_ms, which is how the simulator's `tag` op reaches the reader. Allocation-free while
 # scanning (steady state), so the driver's heap_locked test covers driver and twin together.
@@ -114,6 +115,7 @@ class PN532Sim:
         self._due = 0  # when the answer is ready
         self.tags = []  # [uid bytes, sel_res, until ticks or None], in the order presented
         self.mute = False
+        self.broken_rf = False  # configuration answered, every scan answered with an error frame
         self._corrupt = 0
         self._corrupt_kind = KIND_DCS
         # observable state for tests
@@ -318,7 +320,7 @@ class PN532Sim:
             if c[2] == 0x05 and n >= 6:
                 self.max_retries_pa = c[5]
             self._begin(code)
-        elif code == CMD_IN_LIST_PASSIVE_TARGET and n >= 4 and 1 <= c[2] <= 2:
+        elif code == CMD_IN_LIST_PASSIVE_TARGET and n >= 4 and 1 <= c[2] <= 2 and not self.broken_rf:
             tags = self.tags
             if not tags and self.max_retries_pa == 0xFF:
                 return  # retries for ever: keeps waiting for a tag (stays busy)
