@@ -85,6 +85,13 @@ class App:
             from firmware.cloud import Cloud
 
             self.cloud = Cloud(st, link, prefix)
+        self.panel = None  # the status LED and the front button (firmware/panel.py)
+        led = getattr(board, "led", None)
+        button = getattr(board, "button", None)
+        if led is not None or button is not None:
+            from firmware.panel import Panel
+
+            self.panel = Panel(st, led, button, link)
 
     # ---- fast path ----------------------------------------------------------------------------
     def fast_tick(self, now):
@@ -131,10 +138,14 @@ class App:
             self._meter_con = closed
             self.meter.read(now)
             st.meter_read(self.meter)
-        if b.rfid is not None:
-            uid = b.rfid.poll()
+        rfid = b.rfid
+        if rfid is not None:
+            uid = rfid.poll(now)
+            inp.reader_ok = rfid.fault is None  # the core's `reader` fault (firmware/safety.py)
             if uid:
                 self.charger.present_tag(now, uid)
+        if self.panel is not None:
+            self.panel.service(now)
         if st.drain_events(now, self.cloud):
             self._last_checkpoint = now
         if self.sessions.current is not None and ticks_diff(now, self._last_checkpoint) >= CHECKPOINT_MS:
