@@ -27,6 +27,22 @@ class Cloud:
         self._last_sessions = None
         self._restarting = False
         self.stats = {"rx": 0, "replies": 0, "rejected": 0, "errors": 0}
+        self.ha = None  # Home Assistant discovery (firmware/ha.py), built once the settings ask for it
+        self._ha_settings = None
+        self._ha_build(station.store.read_json("ha.json", None) is not None)
+        if self.ha is not None:
+            for topic in self.ha.topics():
+                link.add_topic(topic)
+
+    def _ha_build(self, needed=False):
+        s = self.station.settings
+        if s is self._ha_settings and not needed:
+            return
+        self._ha_settings = s
+        if self.ha is None and (needed or s.get("ha_discovery")):
+            from firmware.ha import HomeAssistant
+
+            self.ha = HomeAssistant(self.station, self.link, self.t, self.reject, self._applied)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, now_ms):
@@ -42,6 +58,9 @@ class Cloud:
 
     def service(self, now_ms):
         link = self.link
+        self._ha_build()
+        if self.ha is not None:
+            self.ha.service(now_ms)
         for _ in range(INBOX_PER_SERVICE):
             m = link.get()
             if m is None:
@@ -138,6 +157,12 @@ class Cloud:
         """Dispatch one received message; never raises."""
         rel = self.t.relative(topic)
         if rel not in protocol.IN_TOPICS:
+            if self.ha is not None:
+                try:
+                    self.ha.handle(topic, rel, payload, now_ms)
+                except Exception as e:  # noqa: BLE001  as below
+                    self.stats["errors"] += 1
+                    self._say("cloud: error handling", topic, repr(e))
             return
         self.stats["rx"] += 1
         try:

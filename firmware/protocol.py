@@ -29,6 +29,7 @@ OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_
 
 OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
+HA_IN_TOPICS = ("ha/enabled", "ha/max_current_a", "ha/button")  # Home Assistant's controls (firmware/ha.py)
 
 
 class ProtocolError(Exception):
@@ -55,8 +56,27 @@ class Topics:
         self.cmd = b + "cmd"
         self.config = b + "config"
 
+        # Home Assistant's controls (firmware/ha.py): raw payloads as HA sends them, mapped onto the
+        # station's commands and settings
+        self.ha_enabled = b + "ha/enabled"
+        self.ha_max_current = b + "ha/max_current_a"
+        self.ha_button = b + "ha/button"
+
     def inbound(self):
         return [self.limit, self.cmd, self.config]
+
+    def ha_inbound(self):
+        return [self.ha_enabled, self.ha_max_current, self.ha_button]
+
+    @staticmethod
+    def ha_status(ha_prefix):
+        """Home Assistant's birth and last-will topic: `online` when it (re)starts."""
+        return ha_prefix + "/status"
+
+    @staticmethod
+    def ha_config(ha_prefix, component, node_id, object_id):
+        """A discovery document's topic: <discovery_prefix>/<component>/<node_id>/<object_id>/config."""
+        return "%s/%s/%s/%s/config" % (ha_prefix, component, node_id, object_id)
 
     def relative(self, topic):
         """'evse/SIM0001/cmd' -> 'cmd'; None for a topic that is not ours."""

@@ -35,10 +35,10 @@ CPS = ("A", "B1", "B2", "C1", "C2", "D", "E", "F")
 LIMIT_SRCS = ("cloud", "fallback", "max", "cable", "thermal", "overcurrent", "none")
 AUTH_STATES = ("idle", "pending", "authorized", "denied")
 FAULTS = ("rcd_ac", "rcd_dc", "rcd_selftest", "diode", "cp_short", "cp_invalid", "vent_required",
-          "contactor_welded", "contactor_stuck_open", "overcurrent", "overtemp", "meter", "pp_invalid")
+          "contactor_welded", "contactor_stuck_open", "overcurrent", "overtemp", "meter", "pp_invalid", "reader")
 SETTINGS_KEYS = ("enabled", "max_current_a", "min_current_a", "auth_required", "auth_timeout_s", "standalone",
                  "fallback_current_a", "fallback_phases", "phase_rotation", "local_auth_ids", "state_interval_s",
-                 "session_retry_s")
+                 "session_retry_s", "ha_discovery", "ha_prefix")
 SESSION_KEYS = ("id", "ts_start", "ts_end", "wh", "meter_start_wh", "meter_end_wh", "auth_id", "stop_reason")
 STOP_REASONS = ("ev_unplugged", "cmd_stop", "deauthorized", "fault", "power_loss", "restart")
 # What tools/sim-charger publishes (relative topics as Msg.rel has them); `online` is plain text.
