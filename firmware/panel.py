@@ -88,6 +88,9 @@ class Panel:
         self._show_until = 0
         self._showing = -1  # REFUSED or RESET while it is shown
         self._reset_due = False
+        # Station.updating (bool): set by the field-update code while it installs (branch of the
+        # contract v1.1 update); looked up once here, as a missing attribute would allocate per call
+        self._has_updating = hasattr(station, "updating")
         self.presses = 0  # short presses acted on
         self.resets = 0  # factory resets started
 
@@ -127,7 +130,7 @@ class Panel:
         mode = ch.mode
         if mode == FAULT:
             return FAULT_C
-        if getattr(self.station, "updating", False):  # set by the field-update code while it installs
+        if self._has_updating and self.station.updating:
             return UPDATING
         if mode == DISABLED:
             return DISABLED_C
