@@ -1,7 +1,8 @@
 # Device entry: provisioning, WiFi, board, cloud link, application loop.
 # /provision.json (written once per board, see README):
 #   {"serial": "ZAP012345", "mqtt_prefix": "evse", "broker": "mqtt.example.net:8883",
-#    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."}}
+#    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."},
+#    "ha_discovery": false, "ha_prefix": "homeassistant"}   (Home Assistant discovery: firmware/ha.py)
 import json
 import time
 
@@ -73,7 +74,8 @@ def start():
         link = Link(serial, host, int(port or (8883 if cadata else 1883)),
                     subscriptions=t.inbound(), user=prov.get("username"), password=prov.get("password"),
                     cadata=cadata, online_topic=t.online)
-    app = App(board, link, serial=serial, prefix=prefix)
+    ha_prefix = prov.get("ha_prefix", "homeassistant") if prov.get("ha_discovery") else None
+    app = App(board, link, serial=serial, prefix=prefix, ha_prefix=ha_prefix)
     _count_crash(0)
     app.run()
 

@@ -35,7 +35,7 @@ def _log_exception(e):
 
 
 class App:
-    def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None):
+    def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None, ha_prefix=None):
         self.board = board
         self.link = link
         serial = serial or board.serial
@@ -84,7 +84,7 @@ class App:
         if link is not None:
             from firmware.cloud import Cloud
 
-            self.cloud = Cloud(st, link, prefix)
+            self.cloud = Cloud(st, link, prefix, ha_prefix)  # ha_prefix: Home Assistant discovery
         self.panel = None  # the status LED and the front button (firmware/panel.py)
         led = getattr(board, "led", None)
         button = getattr(board, "button", None)

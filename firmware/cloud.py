@@ -13,7 +13,8 @@ SESSIONS_PER_ROUND = 8  # pending session records queued per (re)send round
 
 
 class Cloud:
-    def __init__(self, station, link, prefix="evse"):
+    def __init__(self, station, link, prefix="evse", ha_prefix=None):
+        """ha_prefix: Home Assistant discovery under this prefix (provisioning), None: off."""
         self.station = station
         self.link = link
         self.t = protocol.Topics(prefix, station.serial)
@@ -27,22 +28,11 @@ class Cloud:
         self._last_sessions = None
         self._restarting = False
         self.stats = {"rx": 0, "replies": 0, "rejected": 0, "errors": 0}
-        self.ha = None  # Home Assistant discovery (firmware/ha.py), built once the settings ask for it
-        self._ha_settings = None
-        self._ha_build(station.store.read_json("ha.json", None) is not None)
-        if self.ha is not None:
-            for topic in self.ha.topics():
-                link.add_topic(topic)
+        self.ha = None  # Home Assistant discovery (firmware/ha.py), loaded only when provisioned
+        if ha_prefix is not None or station.store.read_json("ha.json", None) is not None:
+            from firmware import ha
 
-    def _ha_build(self, needed=False):
-        s = self.station.settings
-        if s is self._ha_settings and not needed:
-            return
-        self._ha_settings = s
-        if self.ha is None and (needed or s.get("ha_discovery")):
-            from firmware.ha import HomeAssistant
-
-            self.ha = HomeAssistant(self.station, self.link, self.t, self.reject, self._applied)
+            self.ha = ha.attach(self, ha_prefix)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, now_ms):
@@ -58,7 +48,6 @@ class Cloud:
 
     def service(self, now_ms):
         link = self.link
-        self._ha_build()
         if self.ha is not None:
             self.ha.service(now_ms)
         for _ in range(INBOX_PER_SERVICE):

@@ -1,15 +1,16 @@
-# Home Assistant MQTT discovery (docs/home-assistant.md): with the setting `ha_discovery` on, the
-# charger announces one device with its entities as retained documents on
-# `<ha_prefix>/<component>/<node_id>/<object_id>/config`, the schema of Home Assistant's MQTT
+# Home Assistant MQTT discovery (docs/home-assistant.md): provisioned with `ha_discovery` (and
+# `ha_prefix`, default `homeassistant`), the charger announces one device with its entities as
+# retained documents on `<ha_prefix>/<component>/<node_id>/<object_id>/config`, the schema of
+# Home Assistant's MQTT
 # integration. Every entity reads the topics the contract already has (the retained `state`, and
 # `config/reported` for the max current): there is no second state topic. The controls publish on
 # topics of their own under `<p>/<id>/ha/`, taken here and mapped onto the station's commands and
 # settings, so bad input gets the contract's `rejected` event like any other.
 #
-# When: at every connect, when Home Assistant says `online` on `<ha_prefix>/status` (it has restarted
-# and may have lost them), and when the setting or the prefix changes. Turned off, the documents are
-# removed (an empty retained message each); a record in flash (`ha.json`, the prefix announced)
-# remembers to remove them even when the setting went off while offline or by a factory reset.
+# When: at every connect, and when Home Assistant says `online` on `<ha_prefix>/status` (it has
+# restarted and may have lost them). Provisioned off again, or under another prefix, the documents
+# announced before are removed (an empty retained message each) at the next connect: a record in
+# flash (`ha.json`, the prefix announced) remembers them across the reboot that re-provisioning takes.
 # Slow path (the backend's service); a few documents per call, and only while the outbox is short,
 # so that the announcement never pushes the contract's own messages out of the link's bounded outbox.
 import json
@@ -76,66 +77,55 @@ def node_id(serial):
     return "".join(out)
 
 
+def valid_prefix(p):
+    """A discovery prefix from provisioning: MQTT topic levels, no wildcards, no empty level."""
+    return isinstance(p, str) and 0 < len(p) <= 64 and "+" not in p and "#" not in p and "\x00" not in p \
+        and "" not in p.split("/")
+
+
 class HomeAssistant:
-    def __init__(self, station, link, topics, reject, applied):
+    def __init__(self, station, link, topics, reject, applied, prefix):
         """topics: protocol.Topics of the charger; reject(rel, code, detail, now) and applied(now):
         the backend's `rejected` event and its after-settings publication (config/reported, event,
-        state)."""
+        state); prefix: the discovery prefix, None when discovery is off (then only what an earlier
+        provisioning announced is removed)."""
         self.station = station
         self.link = link
         self.t = topics
         self._reject = reject
         self._applied = applied
+        self.prefix = prefix
+        # the controls' topics, as protocol.HA_IN_TOPICS spells them
+        self.cmd_enabled, self.cmd_max_current, self.cmd_button = topics.inbound(True)[3:]
         self.node = node_id(station.serial)
         rec = station.store.read_json(RECORD, None)
         self.announced = rec.get("prefix") if isinstance(rec, dict) else None  # the prefix in flash
         self._jobs = []  # [kind "announce"/"remove", prefix, next index]
-        self._settings = None
-        self._want = None
-        self._prefix = None
+        if self.announced is not None and self.announced != prefix:
+            self._schedule("remove", self.announced)
         self._cc = None
         self.published = 0  # documents queued, for tests
 
-    # ---- what to subscribe (before the link starts; see docs/home-assistant.md for later changes) ----
     def topics(self):
-        s = self.station.settings
-        if not s.get("ha_discovery"):
+        """What to subscribe (before the link starts)."""
+        if self.prefix is None:
             return []
-        return self.t.ha_inbound() + [protocol.Topics.ha_status(s.get("ha_prefix", "homeassistant"))]
+        return self.t.inbound(True)[3:] + [protocol.HA_STATUS % self.prefix]
 
     # ---- slow work ------------------------------------------------------------------------------
     def service(self, now):
-        s = self.station.settings
-        if s is not self._settings:
-            self._settings = s
-            self._settings_changed(bool(s.get("ha_discovery")), s.get("ha_prefix", "homeassistant"))
         link = self.link
         cc = link.connect_count
         if cc != self._cc:  # (re)connected: the broker may have lost what it retained
             self._cc = cc
-            if self._want:
-                self._schedule("announce", self._prefix)
+            if self.prefix is not None:
+                self._schedule("announce", self.prefix)
         if self._jobs and link.connected:
             self._work()
 
-    def _settings_changed(self, want, prefix):
-        # an announcement that has not started published nothing: drop it (one that has started is
-        # for the prefix noted in flash, and its removal below takes its place)
-        keep = []
-        for j in self._jobs:
-            if j[0] != "announce" or j[1] == self.announced or (want and j[1] == prefix):
-                keep.append(j)
-        self._jobs = keep
-        if self.announced is not None and (not want or prefix != self.announced):
-            self._schedule("remove", self.announced)
-        if want and (prefix != self._prefix or not self._want):
-            self._schedule("announce", prefix)
-        self._want = want
-        self._prefix = prefix
-
     def _schedule(self, kind, prefix):
         for j in self._jobs:
-            if j[1] == prefix:  # one job per prefix: the newest decision wins, from the start
+            if j[1] == prefix:  # one job per prefix, from the start
                 j[0] = kind
                 j[2] = 0
                 return
@@ -147,13 +137,13 @@ class HomeAssistant:
         n = 0
         if job[0] == "announce" and job[2] == 0 and self.announced != job[1]:
             # noted before the first document goes out, so that a reboot half-way still knows what
-            # to remove (a change of prefix removes the old one first: one prefix in flash at a time)
+            # to remove (an old prefix is removed first: one prefix in flash at a time)
             self.announced = job[1]
             self.station.store.write_json(RECORD, {"prefix": job[1]})
         while n < PER_SERVICE and job[2] < N_ENTITIES and link.pending() <= OUTBOX_ROOM:
             i = job[2]
             comp, obj, doc = self.document(i)
-            topic = protocol.Topics.ha_config(job[1], comp, self.node, obj)
+            topic = protocol.HA_CONFIG % (job[1], comp, self.node, obj)
             payload = "" if job[0] == "remove" else json.dumps(doc)
             link.publish(topic, payload, True, 1, "ha:" + comp + obj)
             self.published += 1
@@ -161,12 +151,9 @@ class HomeAssistant:
             n += 1
         if job[2] >= N_ENTITIES:
             self._jobs.pop(0)
-            self._done(job[0], job[1])
-
-    def _done(self, kind, prefix):
-        if kind == "remove" and prefix == self.announced:
-            self.announced = None
-            self.station.store.remove(RECORD)
+            if job[0] == "remove" and job[1] == self.announced:
+                self.announced = None
+                self.station.store.remove(RECORD)
 
     # ---- the documents ---------------------------------------------------------------------------
     def _common(self, obj, name):
@@ -223,7 +210,7 @@ class HomeAssistant:
             return "binary_sensor", "faults", d
         if i == 1:
             d = self._common("enabled", "Enabled")
-            d["command_topic"] = t.ha_enabled
+            d["command_topic"] = self.cmd_enabled
             d["payload_on"] = "ON"
             d["payload_off"] = "OFF"
             d["state_topic"] = t.state
@@ -232,7 +219,7 @@ class HomeAssistant:
             return "switch", "enabled", d
         if i == 2:
             d = self._common("max_current", "Max current")
-            d["command_topic"] = t.ha_max_current
+            d["command_topic"] = self.cmd_max_current
             d["state_topic"] = t.config_reported  # the settings in effect, retained, no envelope
             d["value_template"] = "{{ value_json.max_current_a }}"
             d["min"] = 0
@@ -245,7 +232,7 @@ class HomeAssistant:
             return "number", "max_current", d
         comp, obj, name, payload = BUTTONS[i - 3]
         d = self._common(obj, name)
-        d["command_topic"] = t.ha_button
+        d["command_topic"] = self.cmd_button
         d["payload_press"] = payload
         return comp, obj, d
 
@@ -253,9 +240,11 @@ class HomeAssistant:
     def handle(self, topic, rel, payload, now):
         """A message on a topic that is not the contract's: Home Assistant's status or one of its
         controls. Returns True when it was one of ours."""
-        if self._want and topic == protocol.Topics.ha_status(self._prefix):
+        if self.prefix is None:
+            return False
+        if topic == protocol.HA_STATUS % self.prefix:
             if payload == b"online":
-                self._schedule("announce", self._prefix)
+                self._schedule("announce", self.prefix)
             return True
         if rel not in protocol.HA_IN_TOPICS:
             return False
@@ -301,3 +290,16 @@ class HomeAssistant:
             self._reject(rel, err[0], err[1], now)
         else:
             self._applied(now)
+
+
+def attach(cloud, prefix):
+    """The MQTT backend's Home Assistant part (firmware/cloud.py loads this module only when it is
+    provisioned, or documents announced before are still to be removed). Subscribes what it needs;
+    call it before the link starts."""
+    if prefix is not None and not valid_prefix(prefix):
+        print("ha: ignoring ha_prefix %r: not a topic without wildcards or empty levels" % (prefix,))
+        prefix = None
+    h = HomeAssistant(cloud.station, cloud.link, cloud.t, cloud.reject, cloud._applied, prefix)
+    for topic in h.topics():
+        cloud.link.add_topic(topic)
+    return h

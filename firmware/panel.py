@@ -23,6 +23,7 @@
 # The cloud link only shows while no vehicle is there: with a vehicle, what the vehicle gets matters
 # more to the person at the charger than the link, and the cloud's own view says the rest.
 from firmware import session as S
+from firmware import settings as settings_mod
 from firmware.charger import CHARGING, DISABLED, FAULT
 from firmware.ticks import ticks_add, ticks_diff
 
@@ -164,7 +165,7 @@ class Panel:
         return self.station.charger.mode == CHARGING or bool(self.station.inp.contactor_closed)
 
     def _long(self, now):
-        if self.charging() or not hasattr(self.station, "factory_reset"):
+        if self.charging():
             self._show(REFUSED, now, REFUSED_MS)
             return
         self._show(RESET, now, CONFIRM_MS)
@@ -178,8 +179,23 @@ class Panel:
         if self.charging():  # a vehicle started while the confirmation showed
             self._show(REFUSED, now, REFUSED_MS)
             return
-        err = self.station.factory_reset(None)
+        err = factory_reset(self.station)
         if err is not None:
             self._show(REFUSED, now, REFUSED_MS)
             return
         self.resets += 1
+
+
+def factory_reset(station):
+    """Contract v1.1's factory reset as the button starts it. The station's own `factory_reset(cmd_id)`
+    (the `cmd` side, branch issue-13) when it has one; else the part the button needs, through the
+    station's interface: the settings back to their defaults (the local auth list with them; the
+    first-boot settings are a default only once, as settings.json now exists) and the restart, which
+    ends a session, persists and resets (a pending grant dies with it). Kept: provisioning, boot
+    counter, lifetime energy, unacknowledged sessions. None, or (code, detail) when refused."""
+    if hasattr(station, "factory_reset"):
+        return station.factory_reset(None)
+    err = station.apply_settings(settings_mod.defaults(station.hw_max_a))
+    if err is None:
+        err = station.restart(None)
+    return err

@@ -29,7 +29,11 @@ OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_
 
 OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
-HA_IN_TOPICS = ("ha/enabled", "ha/max_current_a", "ha/button")  # Home Assistant's controls (firmware/ha.py)
+# Home Assistant (firmware/ha.py): its controls under <p>/<id>/ (raw payloads as HA sends them: the
+# switch, the number, the buttons), its birth topic and the discovery documents' topics
+HA_IN_TOPICS = ("ha/enabled", "ha/max_current_a", "ha/button")
+HA_STATUS = "%s/status"  # % ha_prefix: `online` when Home Assistant (re)starts
+HA_CONFIG = "%s/%s/%s/%s/config"  # % (ha_prefix, component, node_id, object_id)
 
 
 class ProtocolError(Exception):
@@ -56,27 +60,14 @@ class Topics:
         self.cmd = b + "cmd"
         self.config = b + "config"
 
-        # Home Assistant's controls (firmware/ha.py): raw payloads as HA sends them, mapped onto the
-        # station's commands and settings
-        self.ha_enabled = b + "ha/enabled"
-        self.ha_max_current = b + "ha/max_current_a"
-        self.ha_button = b + "ha/button"
 
-    def inbound(self):
-        return [self.limit, self.cmd, self.config]
-
-    def ha_inbound(self):
-        return [self.ha_enabled, self.ha_max_current, self.ha_button]
-
-    @staticmethod
-    def ha_status(ha_prefix):
-        """Home Assistant's birth and last-will topic: `online` when it (re)starts."""
-        return ha_prefix + "/status"
-
-    @staticmethod
-    def ha_config(ha_prefix, component, node_id, object_id):
-        """A discovery document's topic: <discovery_prefix>/<component>/<node_id>/<object_id>/config."""
-        return "%s/%s/%s/%s/config" % (ha_prefix, component, node_id, object_id)
+    def inbound(self, ha=False):
+        """The topics to subscribe; ha: with Home Assistant's controls (HA_IN_TOPICS)."""
+        t = [self.limit, self.cmd, self.config]
+        if ha:
+            for rel in HA_IN_TOPICS:
+                t.append(self.base + rel)
+        return t
 
     def relative(self, topic):
         """'evse/SIM0001/cmd' -> 'cmd'; None for a topic that is not ours."""

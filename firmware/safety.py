@@ -72,12 +72,12 @@ POLICY = (
 # the vehicle goes to B or after 6 s.
 TRIP = (True, True, True, True, True, True, True, True, True, True, False, False, False, False)
 
-# Blocking faults stop charging and make the mode `fault`. The RFID reader's does neither: a dead
+# Every fault but the RFID reader's blocks: stops charging and makes the mode `fault` (Faults.n_active
+# counts the blocking ones). The reader's does neither: a dead
 # reader takes nothing away from a vehicle that is charging or from a session the cloud or a local
 # setting allows; it is reported (state `faults`, events) so that someone replaces it. With
 # auth_required and no cloud grant, nobody can start a session while it lasts, which is the truth of
 # a charger whose only local way in is broken, not something to enforce (docs/charging.md).
-BLOCKS = (True, True, True, True, True, True, True, True, True, True, True, True, True, False)
 
 
 def thermal_level(level, temp_dc):
@@ -114,7 +114,7 @@ class Faults:
         for i in range(N_FAULTS):
             if self.active[i]:
                 names.append(FAULT_NAMES[i])
-                if BLOCKS[i]:
+                if i != READER:
                     n += 1
                 if TRIP[i]:
                     t += 1

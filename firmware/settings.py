@@ -20,10 +20,6 @@ SCHEMA = {
     "local_auth_ids": ("ids", [], None, None),
     "state_interval_s": ("int", 10, 1, 3600),
     "session_retry_s": ("int", 30, 5, 3600),
-    # Home Assistant MQTT discovery (firmware/ha.py, docs/home-assistant.md): off unless asked for, as
-    # a charger on a CPO's broker must not announce itself into a namespace that is not its own
-    "ha_discovery": ("bool", False, None, None),
-    "ha_prefix": ("topic", "homeassistant", 1, 64),
 }
 
 
@@ -62,16 +58,6 @@ def _check(key, v, hw_max_a):
         if v < lo or v > hi:
             raise SettingsError(OUT_OF_RANGE, "%s must be %d..%d" % (key, lo, hi))
         return int(v)
-    if kind == "topic":  # one or more MQTT topic levels: no wildcards, no empty first or last level
-        if not isinstance(v, str) or not lo <= len(v) <= hi:
-            raise SettingsError(BAD_REQUEST, "%s must be a string of %d..%d characters" % (key, lo, hi))
-        if "+" in v or "#" in v or "\x00" in v or v[0] == "/" or v[-1] == "/" or "//" in v:
-            raise SettingsError(BAD_REQUEST, key + " must be a topic without wildcards or empty levels")
-        try:
-            text.decode(v)
-        except ValueError:
-            raise SettingsError(BAD_REQUEST, key + " must be valid UTF-8 text") from None
-        return v
     if kind == "choice":
         if isinstance(v, bool) or v not in lo or type(v) is not type(lo[0]):
             raise SettingsError(OUT_OF_RANGE, "%s must be one of %s" % (key, ", ".join(str(x) for x in lo)))

@@ -15,7 +15,6 @@ from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff
-from firmware.units import BUSY
 
 FW = "0.1.0"
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
@@ -173,21 +172,6 @@ class Station:
     def restart(self, cmd_id):
         """End a running session, persist everything; the app resets once the contactor is open."""
         self.on_restart(cmd_id)
-        return None
-
-    def factory_reset(self, cmd_id=None):
-        """Contract v1.1 factory reset, the part the front button needs (firmware/panel.py; the `cmd`
-        side is branch issue-13's): refused while a vehicle charges; else the settings go back to the
-        defaults (the local auth list with them; a pending grant dies with the restart), then the
-        restart. Kept: provisioning, boot counter, lifetime energy, unacknowledged sessions."""
-        if self.inp.contactor_closed or self.charger.mode == "connected_charging":
-            return (BUSY, "a vehicle is charging")
-        s = settings_mod.defaults(self.hw_max_a)
-        self.store.write_json("settings.json", s)  # first-boot settings are a default only once
-        self.settings = s
-        self.charger.apply_settings(s)
-        if self.on_restart is not None:
-            self.on_restart(cmd_id)
         return None
 
     # ---- energy and sessions (the app's slow work) -----------------------------------------------------

@@ -38,7 +38,7 @@ FAULTS = ("rcd_ac", "rcd_dc", "rcd_selftest", "diode", "cp_short", "cp_invalid",
           "contactor_welded", "contactor_stuck_open", "overcurrent", "overtemp", "meter", "pp_invalid", "reader")
 SETTINGS_KEYS = ("enabled", "max_current_a", "min_current_a", "auth_required", "auth_timeout_s", "standalone",
                  "fallback_current_a", "fallback_phases", "phase_rotation", "local_auth_ids", "state_interval_s",
-                 "session_retry_s", "ha_discovery", "ha_prefix")
+                 "session_retry_s")
 SESSION_KEYS = ("id", "ts_start", "ts_end", "wh", "meter_start_wh", "meter_end_wh", "auth_id", "stop_reason")
 STOP_REASONS = ("ev_unplugged", "cmd_stop", "deauthorized", "fault", "power_loss", "restart")
 # What tools/sim-charger publishes (relative topics as Msg.rel has them); `online` is plain text.
@@ -88,8 +88,9 @@ def wait_until(pred, timeout, what, step=0.05):
 
 class Charger:
     def __init__(self, serial, broker_port, state_dir, settings=None, bundle=False, ev_broker_port=None,
-                 log_dir=None):
+                 log_dir=None, args=()):
         self.serial = serial
+        self.args = list(args)  # more tools/sim-charger options
         self.broker_port = broker_port
         self.ev_broker_port = ev_broker_port
         self.state_dir = state_dir
@@ -113,6 +114,7 @@ class Charger:
             args += ["--ev-broker", "127.0.0.1:%d" % self.ev_broker_port]
         if self.bundle:
             args.append("--bundle")
+        args += self.args
         self._log = open(self.log_path, "ab")
         env = dict(os.environ, SIM_LINK_LOG="1")  # the link's connects and drops go to the log
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
@@ -467,14 +469,15 @@ class Rig:
         self.clients.append(c)
         return c
 
-    def charger(self, serial, settings=None, start=True, port=None, ev_port=None, cloud_port=None, bundle=False):
+    def charger(self, serial, settings=None, start=True, port=None, ev_port=None, cloud_port=None, bundle=False,
+                args=()):
         """A charger and its cloud client (subscribed before the charger starts: nothing is missed).
         port: where the charger's link connects (default the rig's broker; a proxy in front of it);
         ev_port: the vehicle link's broker when it differs; cloud_port: where the cloud listens."""
         port = port or self.broker.port
         cl = self.client(serial, port=cloud_port or self.broker.port)
         ch = Charger(serial, port, os.path.join(self.tmp, serial), settings, bundle=bundle,
-                     ev_broker_port=ev_port, log_dir=self.tmp)
+                     ev_broker_port=ev_port, log_dir=self.tmp, args=args)
         self.chargers.append(ch)
         if start:
             ch.start()

@@ -1,7 +1,7 @@
 # Home Assistant MQTT discovery (firmware/ha.py) on the real Station and Cloud with the recording
 # link of cloud_rig: the documents field by field against Home Assistant's discovery schema, their
-# pacing, re-publication on connect and on Home Assistant's `online`, removal, the controls with
-# good and bad payloads, and the settings. Both runtimes.
+# pacing, re-publication on connect and on Home Assistant's `online`, removal after re-provisioning,
+# the controls with good and bad payloads. Both runtimes.
 import gc
 import json
 
@@ -31,19 +31,17 @@ CATEGORIES = ("config", "diagnostic")
 
 
 class Rig:
-    def __init__(self, settings=None, root=None):
+    def __init__(self, ha_prefix="homeassistant", root=None):
         self.root = root or TempDir("ha").path
-        self.make(settings)
+        self.make(ha_prefix)
 
-    def make(self, settings=None):
+    def make(self, ha_prefix="homeassistant"):
+        """A (re)boot with this provisioning: ha_prefix None = discovery off."""
         store = Storage(self.root)
-        first = {"standalone": True, "ha_discovery": True}
-        if settings:
-            first.update(settings)
-        self.st = Station(store, SERIAL, 3, BoardCaps(), first, lambda: 1763712000)
+        self.st = Station(store, SERIAL, 3, BoardCaps(), {"standalone": True}, lambda: 1763712000)
         self.st.temp_c = 25.0
         self.link = QueueLink()
-        self.cloud = Cloud(self.st, self.link, "evse")
+        self.cloud = Cloud(self.st, self.link, "evse", ha_prefix)
         self.now = 1000
 
     def connect(self):
@@ -100,10 +98,9 @@ def template_fields(tpl):
     return names
 
 
-def test_off_by_default_and_nothing_subscribed():
-    r = Rig({"ha_discovery": False})
-    assert r.cloud.ha is None and r.st.settings["ha_discovery"] is False
-    assert r.st.settings["ha_prefix"] == "homeassistant"
+def test_off_unless_provisioned_and_nothing_subscribed():
+    r = Rig(None)
+    assert r.cloud.ha is None
     assert all("/ha/" not in t and not t.startswith("homeassistant") for t in r.link.topics), r.link.topics
     r.connect()
     assert r.discovery(r.run(10)) == []
@@ -206,36 +203,37 @@ def test_republished_on_connect_and_on_home_assistant_online():
     assert len(r.discovery(r.run(40))) == HA.N_ENTITIES
 
 
-def test_turned_off_removes_them_and_a_reboot_still_knows():
+def test_provisioned_off_removes_them_at_the_next_boot():
     r = Rig()
     r.connect()
     docs = r.discovery(r.run(40))
     topics = sorted(t for t, _, _ in docs)
-    assert r.st.apply_settings({"ha_discovery": False}) is None
+    r.make(None)  # re-provisioned without discovery: the record in flash says what to remove
+    assert r.cloud.ha is not None and r.cloud.ha.topics() == []
+    r.connect()
     gone = r.discovery(r.run(40))
     assert sorted(t for t, _, _ in gone) == topics and all(p == b"" and ret for _, p, ret in gone)
     assert r.st.store.read_json("ha.json", None) is None
-    r.make()  # reboot with the setting off: nothing more to do
-    assert r.st.settings["ha_discovery"] is False
+    r.make(None)  # nothing left to do: the module is not even loaded
+    assert r.cloud.ha is None
+
+
+def test_a_reboot_half_way_through_an_announcement_still_removes_all():
+    r = Rig()
     r.connect()
-    assert r.discovery(r.run(20)) == []
-    # turned on, then off while the link is down, then a reboot before it came back
-    assert r.st.apply_settings({"ha_discovery": True}) is None
-    assert len(r.discovery(r.run(40))) == HA.N_ENTITIES
-    r.link.connected = False
-    assert r.st.apply_settings({"ha_discovery": False}) is None
-    r.run(10)
-    r.make()
+    assert 0 < len(r.discovery(r.run(3))) < HA.N_ENTITIES
+    r.make(None)
     r.connect()
     gone = r.discovery(r.run(40))
-    assert sorted(t for t, _, _ in gone) == topics and all(p == b"" for _, p, _ in gone)
+    assert len(gone) == HA.N_ENTITIES and all(p == b"" for _, p, _ in gone)
 
 
 def test_a_new_prefix_removes_the_old_documents_first():
     r = Rig()
     r.connect()
     r.run(40)
-    assert r.st.apply_settings({"ha_prefix": "ha/site1"}) is None
+    r.make("ha/site1")
+    r.connect()
     sent = r.run(60)
     old = [(t, p) for t, p, _ in sent if t.startswith("homeassistant/")]
     new = [(t, p) for t, p, _ in sent if t.startswith("ha/site1/")]
@@ -244,6 +242,7 @@ def test_a_new_prefix_removes_the_old_documents_first():
     first_new = [i for i, (t, _, _) in enumerate(sent) if t.startswith("ha/site1/")][0]
     last_old = [i for i, (t, _, _) in enumerate(sent) if t.startswith("homeassistant/")][-1]
     assert last_old < first_new
+    assert "ha/site1/status" in r.link.topics and "homeassistant/status" not in r.link.topics
 
 
 def test_the_controls_map_onto_the_station():
@@ -288,13 +287,14 @@ def test_bad_control_payloads_are_rejected_and_change_nothing():
     assert r.cloud.stats["errors"] == 0
 
 
-def test_ha_prefix_is_checked_as_a_topic():
-    r = Rig({"ha_discovery": False})
-    for bad in ("", "a/+", "#", "/x", "x/", "a//b", "x" * 65, 7, None, ["homeassistant"]):
-        err = r.st.apply_settings({"ha_prefix": bad})
-        assert err is not None and err[0] == "bad_request", bad
-    assert r.st.apply_settings({"ha_prefix": "ha/site-1"}) is None
-    assert r.st.apply_settings({"ha_discovery": "yes"})[0] == "bad_request"
+def test_a_bad_prefix_turns_discovery_off():
+    for bad in ("", "a/+", "#", "/x", "x/", "a//b", "x" * 65, 7, ["homeassistant"]):
+        assert not HA.valid_prefix(bad), bad
+    assert HA.valid_prefix("homeassistant") and HA.valid_prefix("ha/site-1")
+    r = Rig("bad/#")
+    assert r.cloud.ha is not None and r.cloud.ha.prefix is None and r.cloud.ha.topics() == []
+    r.connect()
+    assert r.discovery(r.run(10)) == []
 
 
 def test_node_id_keeps_only_what_home_assistant_takes():

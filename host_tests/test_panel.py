@@ -54,7 +54,7 @@ class Station:
         self.calls.append("resume")
         self.charger.state = S.CHARGING
 
-    def factory_reset(self, cmd_id=None):
+    def factory_reset(self, cmd_id=None):  # the contract v1.1 command's station method (branch issue-13)
         self.calls.append("factory_reset")
         return self.reset_result
 

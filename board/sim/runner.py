@@ -263,7 +263,7 @@ def main():
         link = make_link(opts, sid, t.inbound(), t.online)
         ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None,
                             "ev-broker" if "ev-broker" in opts else "broker")
-    app = App(board, link, serial=sid, prefix=prefix, first_settings=first)
+    app = App(board, link, serial=sid, prefix=prefix, first_settings=first, ha_prefix=opts.get("ha-prefix"))
     app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state", "sim/" + sid + "/led"))
     if opts.get("status"):
         app.hooks.append(Status(app))
