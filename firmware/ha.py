@@ -104,6 +104,8 @@ class HomeAssistant:
         if self.announced is not None and self.announced != prefix:
             self._schedule("remove", self.announced)
         self._cc = None
+        self._removed = None  # a prefix removed this boot: removed again after every reconnect, as
+        # what went out on a connection that dropped is lost (QoS 1 with a clean session)
         self.published = 0  # documents queued, for tests
 
     def topics(self):
@@ -120,6 +122,8 @@ class HomeAssistant:
             self._cc = cc
             if self.prefix is not None:
                 self._schedule("announce", self.prefix)
+            if self._removed is not None:
+                self._schedule("remove", self._removed)
         if self._jobs and link.connected:
             self._work()
 
@@ -151,9 +155,11 @@ class HomeAssistant:
             n += 1
         if job[2] >= N_ENTITIES:
             self._jobs.pop(0)
-            if job[0] == "remove" and job[1] == self.announced:
-                self.announced = None
-                self.station.store.remove(RECORD)
+            if job[0] == "remove":
+                self._removed = job[1]
+                if job[1] == self.announced:
+                    self.announced = None
+                    self.station.store.remove(RECORD)
 
     # ---- the documents ---------------------------------------------------------------------------
     def _common(self, obj, name):
