@@ -124,6 +124,8 @@ class HomeAssistant:
                 self._schedule("announce", self.prefix)
             if self._removed is not None:
                 self._schedule("remove", self._removed)
+            for j in self._jobs:
+                j[2] = 0  # what a dropped connection carried may be lost: from the start
         if self._jobs and link.connected:
             self._work()
 
