@@ -151,7 +151,7 @@ class HomeAssistant:
             comp, obj, doc = self.document(i)
             topic = protocol.HA_CONFIG % (job[1], comp, self.node, obj)
             payload = "" if job[0] == "remove" else json.dumps(doc)
-            link.publish(topic, payload, True, 1, "ha:" + comp + obj)
+            link.publish(topic, payload, True, 1, topic)  # keyed: a newer one of a topic replaces it
             self.published += 1
             job[2] = i + 1
             n += 1

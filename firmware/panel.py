@@ -125,8 +125,8 @@ class Panel:
                 return self._showing
             self._showing = -1
         b = self.button
-        if b is not None and b.pressed and b.held_ms(now) > b.short_max_ms:
-            return HOLD
+        if b is not None and b.pressed and b.short_max_ms < b.held_ms(now) < b.long_ms:
+            return HOLD  # (past long_ms the long press has been taken: no more "keep holding")
         ch = self.station.charger
         mode = ch.mode
         if mode == FAULT:
