@@ -55,7 +55,7 @@ def test_home_assistant_discovery_on_the_broker(rig):
     def configs(since=0):
         return {m.rel: m for m in cl.msgs[since:] if m.rel.startswith("homeassistant/") and m.raw}
 
-    wait_until(lambda: len(configs()) == 21, 15, "21 discovery documents")
+    wait_until(lambda: len(configs()) == 21, 25, "21 discovery documents")
     docs = configs()
     ids = set()
     for topic, m in docs.items():
@@ -89,12 +89,13 @@ def test_home_assistant_discovery_on_the_broker(rig):
     # Home Assistant restarts: its birth message brings every document again
     m = cl.mark()
     cl.c.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    wait_until(lambda: len(configs(m)) == 21, 10, "re-published discovery")
+    # (paced: two documents a slow work while the link's outbox is short, which a loaded host slows)
+    wait_until(lambda: len(configs(m)) == 21, 25, "re-published discovery")
 
     # provisioned off (a restart without --ha-discovery): removed from the broker
     ch.sigterm()
     ch2, cl2 = start(rig, serial, dict(FAST), ["homeassistant/#"])
-    wait_until(lambda: len([m for m in cl2.msgs if m.rel.startswith("homeassistant/") and not m.raw]) >= 21, 15,
+    wait_until(lambda: len([m for m in cl2.msgs if m.rel.startswith("homeassistant/") and not m.raw]) >= 21, 25,
                "21 removals")
     fresh = rig.client(serial + "-ha", topics=["homeassistant/#"])  # Home Assistant starting now
     time.sleep(1.0)
