@@ -2,7 +2,8 @@
 # /provision.json (written once per board, see README):
 #   {"serial": "ZAP012345", "mqtt_prefix": "evse", "broker": "mqtt.example.net:8883",
 #    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."},
-#    "cmd_key": "<64 hex digits>", "update_pubkey": "/release.pub.pem"}   (contract v1.1, optional)
+#    "cmd_key": "<64 hex digits>", "update_pubkey": "/release.pub.pem",   (contract v1.1, optional)
+#    "ha_discovery": false, "ha_prefix": "homeassistant"}   (Home Assistant discovery: firmware/ha.py)
 import json
 import time
 
@@ -83,7 +84,8 @@ def start():
         link = Link(serial, host, int(port or (8883 if cadata else 1883)),
                     subscriptions=t.inbound(), user=prov.get("username"), password=prov.get("password"),
                     cadata=cadata, online_topic=t.online)
-    app = App(board, link, serial=serial, prefix=prefix)
+    ha_prefix = prov.get("ha_prefix", "homeassistant") if prov.get("ha_discovery") else None
+    app = App(board, link, serial=serial, prefix=prefix, ha_prefix=ha_prefix)
     if prov.get("cmd_key") or prov.get("update_pubkey"):
         from firmware import trust
 
