@@ -22,8 +22,7 @@
 # Priority: refused / factory_reset / hold, then fault, updating, disabled, then the session.
 # The cloud link only shows while no vehicle is there: with a vehicle, what the vehicle gets matters
 # more to the person at the charger than the link, and the cloud's own view says the rest.
-from firmware import session as S
-from firmware.charger import CHARGING, DISABLED, FAULT
+from firmware.session import CHARGING, FAULTED, FINISHED, IDLE, PAUSED_EV, WAITING_FOR_AUTH
 from firmware.ticks import ticks_add, ticks_diff
 
 DISCONNECTED = 0
@@ -31,7 +30,7 @@ OFFLINE = 1
 WAITING = 2
 CHARGING_C = 3
 PAUSED = 4
-FINISHED = 5
+FINISHED_C = 5
 FAULT_C = 6
 DISABLED_C = 7
 UPDATING = 8
@@ -124,23 +123,22 @@ class Panel:
         if b is not None and b.pressed and b.short_max_ms < b.held_ms(now) < b.long_ms:
             return HOLD  # (past long_ms the long press has been taken: no more "keep holding")
         ch = self.station.charger
-        mode = ch.mode
-        if mode == FAULT:
+        st = ch.session.state
+        if st == FAULTED:
             return FAULT_C
         if self.station.updating:
             return UPDATING
-        if mode == DISABLED:
+        if not ch.enabled:
             return DISABLED_C
-        st = ch.session.state
-        if st == S.IDLE:
+        if st == IDLE:
             link = self.link
             return OFFLINE if link is not None and not link.connected else DISCONNECTED
-        if st == S.WAITING_FOR_AUTH:
+        if st == WAITING_FOR_AUTH:
             return WAITING
-        if st == S.CHARGING:
+        if st == CHARGING:
             return CHARGING_C
-        if st == S.PAUSED_EV:
-            return FINISHED
+        if st == PAUSED_EV:
+            return FINISHED_C
         return PAUSED  # READY, PAUSED_EVSE, FINISHED (a stop holds it)
 
     # ---- the button ------------------------------------------------------------------------------
@@ -149,16 +147,16 @@ class Panel:
         fault (a local press never clears a latched safety fault: that is the cloud's `resume`)."""
         st = self.station
         state = st.charger.session.state
-        if state == S.FINISHED:
+        if state == FINISHED:
             st.resume(now)
-        elif state != S.IDLE and state != S.FAULTED:
+        elif state != IDLE and state != FAULTED:
             st.stop(now)
         else:
             return
         self.presses += 1
 
     def charging(self):
-        return self.station.charger.mode == CHARGING or bool(self.station.inp.contactor_closed)
+        return self.station.charger.session.state == CHARGING or bool(self.station.inp.contactor_closed)
 
     def _long(self, now):
         if self.charging():

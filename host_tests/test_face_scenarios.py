@@ -6,9 +6,6 @@ from simrig import Rig
 
 from firmware import panel as P
 
-# The simulated plant and board beside the whole firmware (as test_scenarios.py)
-MP_HEAP = "256K"
-
 
 def charging(r):
     return r.contactor_out()

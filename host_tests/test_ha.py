@@ -15,11 +15,9 @@ from mpcompat import TempDir
 gc.collect()
 from firmware import ha as HA  # noqa: E402
 
-# The rig holds the Station and the Cloud (77 KB on the 64-bit unix port) and the HA module (12 KB,
-# loaded only when ha_discovery is on) beside this module compiled from source and the 21 decoded
-# documents it checks at once: more than the 112K test heap, which is the device's budget for the
-# firmware alone.
-MP_HEAP = "256K"
+# one test holds the 21 decoded discovery documents at once beside the Station, the Cloud and the HA
+# module (loaded only when provisioned): more than the 112K the firmware alone gets
+MP_HEAP = "128K"
 
 BASE = "evse/%s/" % SERIAL
 COMPONENTS = ("sensor", "binary_sensor", "switch", "number", "button")
@@ -38,8 +36,8 @@ class Rig:
     def make(self, ha_prefix="homeassistant"):
         """A (re)boot with this provisioning: ha_prefix None = discovery off."""
         store = Storage(self.root)
-        self.st = Station(store, SERIAL, 3, BoardCaps(), {"standalone": True}, lambda: 1763712000)
-        self.st.temp_c = 25.0
+        self.st = Station(store, BoardCaps("power_on"), SERIAL, 3, 0, None, {"standalone": True})
+        self.st.readings(0, 250, None)
         self.link = QueueLink()
         self.cloud = Cloud(self.st, self.link, "evse", ha_prefix)
         self.now = 1000

@@ -25,7 +25,7 @@ class Pixels:
 
 class Charger:
     def __init__(self):
-        self.mode = "disconnected"
+        self.enabled = True
         self.session = self
 
     state = S.IDLE
@@ -54,9 +54,13 @@ class Station:
         self.calls.append("resume")
         self.charger.state = S.CHARGING
 
-    def factory_reset(self, cmd_id=None):  # the contract v1.1 command's station method (branch issue-13)
+    def factory_reset(self):  # erases the owner's data, or refuses (busy)
         self.calls.append("factory_reset")
         return self.reset_result
+
+    def restart(self, cmd_id):  # the reset that follows an erase
+        self.calls.append("restart")
+        return None
 
 
 class Link:
@@ -80,7 +84,7 @@ def run(panel, t, ms):
 
 
 def set_mode(st, mode, state, closed=False):
-    st.charger.mode = mode
+    st.charger.enabled = mode != "disabled"  # the panel reads the session state and the enabled flag
     st.charger.state = state
     st.inp.contactor_closed = closed
 
@@ -188,9 +192,9 @@ def test_long_press_without_a_charging_vehicle_resets_after_the_confirmation():
     assert panel.name == "factory_reset" and px.shown is P.WHITE and st.calls == []
     pin.level = 1  # letting go now does not cancel it: the LED has confirmed
     t = run(panel, t, P.CONFIRM_MS)
-    assert st.calls == ["factory_reset"] and panel.resets == 1
+    assert st.calls == ["factory_reset", "restart"] and panel.resets == 1
     run(panel, t, 12000)
-    assert st.calls == ["factory_reset"]  # once
+    assert st.calls == ["factory_reset", "restart"]  # once
 
 
 def test_a_vehicle_that_starts_during_the_confirmation_stops_the_reset():
