@@ -14,7 +14,7 @@
 from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
 from firmware.sessions import SessionLog
-from firmware.ticks import ticks_diff
+from firmware.ticks import ticks_diff, ticks_ms
 
 FW = "0.1.0"
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
@@ -51,6 +51,8 @@ class Station:
         self.boot_ms = 0
         self._version = 0
         self._seen = (None, None, None)
+        self._clock_ms = None  # a clock set by the backend (OCPP currentTime) when there is no NTP
+        self._clock_at = 0
 
     def _load_settings(self, first):
         # flash, else the first-boot document, else defaults
@@ -66,7 +68,12 @@ class Station:
 
     # ---- time ---------------------------------------------------------------------------------------
     def ts(self, now_ms=None):
-        return self._ts() if self._ts is not None else None
+        v = self._ts() if self._ts is not None else None
+        if v is None and self._clock_ms is not None:
+            if now_ms is None:
+                now_ms = ticks_ms()
+            v = (self._clock_ms + ticks_diff(now_ms, self._clock_at)) // 1000
+        return v
 
     def up_ms(self, now_ms):
         return ticks_diff(now_ms, self.boot_ms)
@@ -173,6 +180,27 @@ class Station:
         """End a running session, persist everything; the app resets once the contactor is open."""
         self.on_restart(cmd_id)
         return None
+
+    # ---- for the OCPP backend (firmware/ocpp.py) ----------------------------------------------------
+    def set_clock(self, unix_s, now_ms):
+        """The central system's time (BootNotification / Heartbeat currentTime): used by ts() only
+        while the board has no clock of its own (NTP)."""
+        self._clock_ms = int(unix_s * 1000)
+        self._clock_at = now_ms
+
+    def set_offer_limit(self, a):
+        """A cap on the offered current in A (an OCPP composite charging schedule), None to lift it;
+        applied by the core's arbitration beside max current, cable and thermal. Below
+        min_current_a the vehicle pauses, as with a cloud lease."""
+        return self.charger.set_offer_cap(a)
+
+    def open_session(self):
+        """The open session record (id, ts_start, meter_start_wh, auth_id, ...) or None."""
+        cur = self.sessions.current
+        return None if cur is None else dict(cur)
+
+    def live_energy_wh(self):
+        return self.inp.energy_wh
 
     # ---- energy and sessions (the app's slow work) -----------------------------------------------------
     def meter_read(self, m):
