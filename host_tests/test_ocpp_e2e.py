@@ -22,10 +22,9 @@ real mosquitto (`sim/<id>/ev`). Observed only through OCPP and the vehicle's vie
 import time
 
 import pytest
+from e2e import wait_until
 from ocpp.v16 import call
 from ocpp_rig import OcppRig
-
-from e2e import wait_until
 
 CPYTHON_ONLY = "real central system, broker and firmware processes"
 
