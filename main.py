@@ -2,6 +2,8 @@
 # /provision.json (written once per board, see README):
 #   {"serial": "ZAP012345", "mqtt_prefix": "evse", "broker": "mqtt.example.net:8883",
 #    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."}}
+# or, for OCPP 1.6J (docs/ocpp.md): "backend": "ocpp", "ocpp_url": "wss://cs.example.net/ocpp",
+#    "ocpp_password": "..." (optional, HTTP Basic as SERIAL:password), "ca": "/ca.pem" for wss://
 import json
 import time
 
@@ -48,6 +50,19 @@ def _clock(board):
     _thread.start_new_thread(loop, ())
 
 
+def _ocpp(prov, serial):
+    from firmware.ocpp import Ocpp
+    from firmware.ws import WsLink
+
+    cadata = None
+    if prov.get("ca"):
+        with open(prov["ca"], "rb") as f:
+            cadata = f.read()
+    url = prov["ocpp_url"].rstrip("/") + "/" + serial
+    link = WsLink(url, "ocpp1.6", user=serial, password=prov.get("ocpp_password"), cadata=cadata)
+    return link, Ocpp
+
+
 def start():
     from board.esp32_ref import Board
     from firmware.app import App
@@ -73,7 +88,10 @@ def start():
         link = Link(serial, host, int(port or (8883 if cadata else 1883)),
                     subscriptions=t.inbound(), user=prov.get("username"), password=prov.get("password"),
                     cadata=cadata, online_topic=t.online)
-    app = App(board, link, serial=serial, prefix=prefix)
+    backend = None
+    if prov.get("backend") == "ocpp":  # OCPP 1.6J instead of the MQTT contract (docs/ocpp.md)
+        link, backend = _ocpp(prov, serial)
+    app = App(board, link, serial=serial, prefix=prefix, backend=backend)
     _count_crash(0)
     app.run()
 

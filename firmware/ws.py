@@ -655,8 +655,10 @@ class WsLink:
 
     def _serve(self, s):
         parser = Parser(self.max_message)
-        if self._rest:
+        if self._rest:  # frames that came in the same read as the handshake answer
             parser.feed(self._rest)
+            self._rest = b""
+            self._drain(parser, s)
         now = ticks_ms()
         last_rx = now
         last_ping = now
