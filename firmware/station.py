@@ -35,6 +35,8 @@ class Station:
         self.boot_cmd_id = None
         self.hw_max_a = board.hw_max_a
         self._ts = ts  # () -> unix seconds or None
+        self._clock_ms = None  # a clock set by the backend (OCPP currentTime) when there is no NTP
+        self._clock_at = 0
         self.on_restart = None  # the app's restart sequence, (cmd_id) -> None
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
@@ -51,8 +53,6 @@ class Station:
         self.boot_ms = 0
         self._version = 0
         self._seen = (None, None, None)
-        self._clock_ms = None  # a clock set by the backend (OCPP currentTime) when there is no NTP
-        self._clock_at = 0
 
     def _load_settings(self, first):
         # flash, else the first-boot document, else defaults
