@@ -2,18 +2,9 @@
 # temporary flash) with the vehicle of host_tests/charger_rig.py at the Inputs level, in virtual
 # time, and a scripted central system answering over a stand-in for firmware.ws.WsLink's queue API
 # (the real WsLink runs against real servers in test_ws_link.py and test_ocpp_e2e.py). Runs on
-# CPython and on the MicroPython unix port with the ESP32's 112K heap: the OCPP logic fits there.
+# CPython and on the MicroPython unix port (heap: MP_HEAP below).
 import gc
 import json
-
-# The Station (53 KB on the 64-bit unix port) and the OCPP modules (ocpp 29 KB, ws 16 KB, smart 10 KB,
-# rpc 6 KB, measured after gc.collect()), a second Station and backend for the power-cut case, and
-# this module plus charger_rig compiled from source do not fit 112K on the 64-bit port, whose objects
-# are about twice the ESP32's; 192K is the smallest that passes (160K does not).
-MP_HEAP = "192K"
-
-
-
 
 from firmware.station import Station
 
@@ -22,10 +13,17 @@ from firmware.ocpp import Ocpp  # noqa: E402
 
 gc.collect()
 from charger_rig import Rig  # noqa: E402
+
 from firmware.ocpp_smart import format_time  # noqa: E402
-from firmware.ticks import ticks_add  # noqa: E402
 from firmware.storage import Storage  # noqa: E402
+from firmware.ticks import ticks_add  # noqa: E402
 from mpcompat import TempDir  # noqa: E402
+
+# The Station (53 KB on the 64-bit unix port) and the OCPP modules it imports (ocpp 29 KB, smart 10 KB,
+# rpc 6 KB, measured after gc.collect()), a second Station and backend for the power-cut case, and
+# this module plus charger_rig compiled from source do not fit 112K on the 64-bit port, whose objects
+# are about twice the ESP32's; 192K is the smallest that passes (160K does not).
+MP_HEAP = "192K"
 
 T_UNIX = 1764752400
 
