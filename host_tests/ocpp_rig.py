@@ -13,10 +13,11 @@ from e2e import ROOT, SIM_CHARGER, Charger, CloudClient
 
 class OcppCharger(Charger):
     def __init__(self, serial, csms_port, ev_port, state_dir, settings=None, password=None, log_dir=None,
-                 url=None):
+                 url=None, tls_ca=None):
         Charger.__init__(self, serial, None, state_dir, settings, ev_broker_port=ev_port, log_dir=log_dir)
         self.url = url or "ws://127.0.0.1:%d/ocpp" % csms_port
         self.password = password
+        self.tls_ca = tls_ca
 
     def start(self):
         import subprocess
@@ -27,6 +28,8 @@ class OcppCharger(Charger):
             args += ["--settings", self.settings_path]
         if self.password is not None:
             args += ["--ocpp-password", self.password]
+        if self.tls_ca is not None:
+            args += ["--tls-ca", self.tls_ca]
         self._log = open(self.log_path, "ab")
         env = dict(os.environ, SIM_LINK_LOG="1")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
@@ -45,12 +48,12 @@ class OcppRig:
         self.chargers = []
         self.clients = []
 
-    def charger(self, serial, settings=None, password=None, start=True, url=None):
+    def charger(self, serial, settings=None, password=None, start=True, url=None, tls_ca=None):
         """A charger and the vehicle's MQTT client (sim/<id>/ev, sim/<id>/ev/state)."""
         cl = CloudClient(self.broker.port, serial, topics=["sim/%s/ev/state" % serial])
         self.clients.append(cl)
         ch = OcppCharger(serial, self.csms.port, self.broker.port, os.path.join(self.tmp, serial), settings,
-                         password, log_dir=self.tmp, url=url)
+                         password, log_dir=self.tmp, url=url, tls_ca=tls_ca)
         self.chargers.append(ch)
         if start:
             ch.start()

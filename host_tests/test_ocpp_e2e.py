@@ -94,6 +94,25 @@ def test_basic_auth_right_and_wrong_password(tmp_path):
         rig.close()
 
 
+def test_wss_with_the_provisioned_ca(tmp_path):
+    import ssl
+
+    from broker import Certs
+
+    certs = Certs(str(tmp_path / "certs"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs.cert, certs.key)
+    rig = OcppRig(tmp_path, ssl=ctx, password="pw2")
+    try:
+        url = "wss://127.0.0.1:%d/ocpp" % rig.csms.port
+        _boot(rig, "OCTLS", url=url, tls_ca=certs.ca, password="pw2")  # security profile 2
+        rig.charger("OCTLSBAD", url=url, tls_ca=certs.other_ca, password="pw2")
+        time.sleep(4)
+        assert not rig.csms.all_calls(cid="OCTLSBAD"), "connected with a CA that did not sign the server"
+    finally:
+        rig.close()
+
+
 def test_transaction_with_meter_values(orig):
     cs = orig.csms
     sid = "OCTX"
