@@ -331,3 +331,30 @@ def test_malformed_calls_get_callerrors(orig):
         assert ans[0] == 4 and ans[2] == code, (raw, ans)
     # still fine
     assert cs.call(sid, call.GetConfiguration(key=["HeartbeatInterval"])).configuration_key[0]["value"] == "2"
+
+
+def test_slow_then_blackholed_central_system_while_the_vehicle_stops(orig):
+    from broker import Proxy
+
+    cs = orig.csms
+    sid = "OCSLOW"
+    proxy = Proxy(cs.port, dribble_s=0.05)
+    try:
+        ch, ev = _boot(orig, sid, url="ws://127.0.0.1:%d/ocpp" % proxy.port)
+        _charge(ev)
+        cs.wait_call("StatusNotification", lambda p: p["status"] == "Charging", cid=sid)
+        for mode in ("dribble", "blackhole"):
+            proxy.set_mode(mode)  # every frame of the charger now crawls (or stops) on the way
+            time.sleep(1)
+            since = len(ev.msgs)
+            ev.ev("charge", on=False)
+            d = ev.ev_state(lambda d: d["s2"] is False and not d["contactor_out"], 10, since)
+            dt = d["contactor_ms"] - d["s2_ms"]
+            print("%s central system: contactor opened %d ms after S2" % (mode, dt))
+            assert 0 <= dt <= 100, (mode, d)
+            ev.ev("charge", on=True)
+            ev.ev_state(lambda d: d["contactor_out"], 15, since, "charging again")
+        proxy.set_mode("pass")
+        assert ch.alive()
+    finally:
+        proxy.close()
