@@ -14,12 +14,14 @@
 from firmware import ocpp_rpc as R
 from firmware.ocpp_rpc import CallError, Rpc
 from firmware.ocpp_smart import TX, Profiles, format_time, parse_time
-from firmware.ticks import ticks_add, ticks_diff
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 CONNECTOR = 1
 VENDOR = "OpenEVSE-MP"
 MODEL = "Mode3-ESP32"
 TX_FILE = "ocpp_tx.json"
+LIST_FILE = "ocpp_list.json"  # the Local Authorization List: {"v": version, "ids": {idTag: status}}
+LIST_MAX = 100
 CONF_FILE = "ocpp_conf.json"
 ENERGY_STEP_WH = 10  # contract: the register persisted (and so reported) at least every 10 Wh
 FREE_ID = "FREE"  # idTag of a transaction that needed no authorization (StartTransaction needs one)
@@ -44,6 +46,8 @@ CONFIG = {
     "ConnectorPhaseRotation": ("str", "1.RST", True),
     "GetConfigurationMaxKeys": ("int", 50, True),
     "HeartbeatInterval": ("int", 300, False),
+    "LocalAuthListEnabled": ("bool", True, False),
+    "LocalAuthListMaxLength": ("int", 100, True),
     "LocalAuthorizeOffline": ("bool", True, False),
     "LocalPreAuthorize": ("bool", False, False),
     "MaxChargingProfilesInstalled": ("int", 8, True),
@@ -58,7 +62,8 @@ CONFIG = {
     "StopTransactionOnInvalidId": ("bool", True, False),
     "StopTxnAlignedData": ("csv", "", False),
     "StopTxnSampledData": ("csv", "Energy.Active.Import.Register", False),
-    "SupportedFeatureProfiles": ("str", "Core,SmartCharging,RemoteTrigger", True),
+    "SendLocalListMaxLength": ("int", 100, True),
+    "SupportedFeatureProfiles": ("str", "Core,SmartCharging,RemoteTrigger,LocalAuthListManagement", True),
     "TransactionMessageAttempts": ("int", 3, False),
     "TransactionMessageRetryInterval": ("int", 60, False),
     "UnlockConnectorOnEVSideDisconnect": ("bool", True, True),
@@ -127,6 +132,9 @@ class Ocpp:
         self.profiles = Profiles(self.store)
         tx = self.store.read_json(TX_FILE, None)
         self.tx = tx if isinstance(tx, dict) else {}  # session id -> {"id": transactionId, "reason": ..}
+        lst = self.store.read_json(LIST_FILE, None)
+        ok = isinstance(lst, dict) and isinstance(lst.get("ids"), dict) and isinstance(lst.get("v"), int)
+        self.auth_list = lst if ok else {"v": 0, "ids": {}}
         self._seen_connect = 0
         self.accepted = False
         self._boot_at = None  # next BootNotification (ticks), None = now
@@ -254,6 +262,8 @@ class Ocpp:
 
     # ---- backend interface: what the station hands out ---------------------------------------------------
     def emit_event(self, etype, fields=None, now_ms=None):
+        if now_ms is None:  # Station.drain_events hands events over without the time
+            now_ms = ticks_ms()
         if etype == "auth" and fields:
             aid = fields.get("auth_id")
             if fields.get("result") == "denied" and aid and aid.startswith("tag:"):
@@ -601,7 +611,12 @@ class Ocpp:
         if not st.settings.get("auth_required"):
             return
         tag = id_tag(aid)
-        if self.link.connected and self.accepted:
+        online = self.link.connected and self.accepted
+        listed = self.conf["LocalAuthListEnabled"] and self.auth_list["ids"].get(tag) == "Accepted"
+        if listed and ((online and self.conf["LocalPreAuthorize"]) or
+                       (not online and self.conf["LocalAuthorizeOffline"])):
+            st.authorize(now, aid)  # the Local Authorization List answers at once (3.5)
+        elif online:
             if tag not in self._auth_q:
                 self._auth_q.append(tag)
         elif self.conf["AllowOfflineTxForUnknownId"]:
@@ -611,8 +626,6 @@ class Ocpp:
         if r is None:
             return
         if (r.get("idTagInfo") or {}).get("status") == "Accepted":
-            from firmware.ticks import ticks_ms
-
             self.station.authorize(ticks_ms(), "tag:" + tag)
 
     # ---- reset and availability -----------------------------------------------------------------------------
@@ -634,8 +647,7 @@ class Ocpp:
     def _handle(self, action, p, now):
         h = getattr(self, "_h_" + action, None)
         if h is None:
-            if action in ("UpdateFirmware", "GetDiagnostics", "SendLocalList", "GetLocalListVersion",
-                          "ReserveNow", "CancelReservation"):
+            if action in ("UpdateFirmware", "GetDiagnostics", "ReserveNow", "CancelReservation"):
                 raise CallError(R.NOT_SUPPORTED, action + " is not supported")
             raise CallError(R.NOT_IMPLEMENTED, "unknown action " + action[:40])
         return h(p, now)
@@ -772,6 +784,39 @@ class Ocpp:
         if c is not None and c not in (0, CONNECTOR):
             return {"status": "Rejected"}
         self._triggers.append(what)
+        return {"status": "Accepted"}
+
+    def _h_GetLocalListVersion(self, p, now):
+        return {"listVersion": self.auth_list["v"]}
+
+    def _h_SendLocalList(self, p, now):
+        v = self._get(p, "listVersion", int)
+        typ = self._get(p, "updateType", str)
+        entries = self._get(p, "localAuthorizationList", list, False) or []
+        if typ not in ("Full", "Differential"):
+            raise CallError(R.PROPERTY, "updateType must be Full or Differential")
+        if not self.conf["LocalAuthListEnabled"]:
+            return {"status": "NotSupported"}
+        if len(entries) > LIST_MAX:
+            return {"status": "Failed"}
+        if typ == "Differential" and v <= self.auth_list["v"]:
+            return {"status": "VersionMismatch"}
+        ids = {} if typ == "Full" else dict(self.auth_list["ids"])
+        for e in entries:
+            if not isinstance(e, dict) or not isinstance(e.get("idTag"), str) or not e["idTag"] \
+                    or len(e["idTag"]) > 20:
+                raise CallError(R.TYPE, "localAuthorizationList entries need an idTag (1..20 characters)")
+            info = e.get("idTagInfo")
+            if info is None:
+                ids.pop(e["idTag"], None)  # a differential entry without idTagInfo removes the tag
+            elif isinstance(info, dict) and isinstance(info.get("status"), str):
+                ids[e["idTag"]] = info["status"]
+            else:
+                raise CallError(R.TYPE, "idTagInfo must be an object with a status")
+        if len(ids) > LIST_MAX:
+            return {"status": "Failed"}
+        self.auth_list = {"v": v, "ids": ids}
+        self.store.write_json(LIST_FILE, self.auth_list)
         return {"status": "Accepted"}
 
     def _h_UnlockConnector(self, p, now):

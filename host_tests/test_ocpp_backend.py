@@ -281,3 +281,36 @@ def test_configuration_persists_and_is_checked():
     assert a[2] == {"status": "Accepted"} and again.st.settings["enabled"] is False
     again.run(300)
     assert [p["status"] for p in again.of("StatusNotification")][-2:] == ["Unavailable", "Unavailable"]
+
+
+def test_local_authorization_list():
+    b = Bench(settings={"auth_required": True})
+    b.run(300)
+    assert b.server_call("GetLocalListVersion", {})[2] == {"listVersion": 0}
+    full = {"listVersion": 3, "updateType": "Full",
+            "localAuthorizationList": [{"idTag": "AA11", "idTagInfo": {"status": "Accepted"}},
+                                       {"idTag": "BB22", "idTagInfo": {"status": "Blocked"}}]}
+    assert b.server_call("SendLocalList", full)[2] == {"status": "Accepted"}
+    diff = {"listVersion": 3, "updateType": "Differential", "localAuthorizationList": []}
+    assert b.server_call("SendLocalList", diff)[2] == {"status": "VersionMismatch"}
+    diff = {"listVersion": 4, "updateType": "Differential",
+            "localAuthorizationList": [{"idTag": "BB22"}, {"idTag": "CC33", "idTagInfo": {"status": "Accepted"}}]}
+    assert b.server_call("SendLocalList", diff)[2] == {"status": "Accepted"}
+    assert b.server_call("GetLocalListVersion", {})[2] == {"listVersion": 4}
+    a = b.server_call("SendLocalList", {"listVersion": 5, "updateType": "Full", "localAuthorizationList": [{"x": 1}]})
+    assert a[0] == 4 and a[2] == "TypeConstraintViolation", a
+    # offline, a listed tag charges at once (LocalAuthorizeOffline); an unlisted one does not
+    b.link.connected = False
+    b.v.plug()
+    b.run(200, answer=False)
+    b.st.charger.present_tag(b.v.now, "ZZ99")
+    b.run(500, answer=False)
+    assert b.st.open_session() is None
+    b.st.charger.present_tag(b.v.now, "CC33")
+    b.run(3000, answer=False)
+    assert b.st.open_session() is not None and b.st.open_session()["auth_id"] == "tag:CC33"
+    assert not b.of("Authorize")
+    # the list survives a reboot
+    again = Bench(b.folder, {"auth_required": True})
+    again.run(300)
+    assert again.server_call("GetLocalListVersion", {})[2] == {"listVersion": 4}
