@@ -51,7 +51,7 @@ CONFIG = {
     "LocalAuthorizeOffline": ("bool", True, False),
     "LocalPreAuthorize": ("bool", False, False),
     "MaxChargingProfilesInstalled": ("int", 8, True),
-    "MeterValueSampleInterval": ("int", 60, False),
+    "MeterValueSampleInterval": ("int", 10, False),
     "MeterValuesAlignedData": ("csv", "Energy.Active.Import.Register", False),
     "MeterValuesAlignedDataMaxLength": ("int", 8, True),
     "MeterValuesSampledData": ("csv", DEFAULT_SAMPLED, False),
@@ -558,7 +558,7 @@ class Ocpp:
                     out.append(self._sv(s["i_a"][i], ctx, m, "A", "L%d" % (i + 1)))
             elif m == "Voltage" and s.get("v_v"):
                 for i in range(n):
-                    out.append(self._sv(s["v_v"][i], ctx, m, "V", "L%d-N" % (i + 1)))
+                    out.append(self._sv(s["v_v"][i], ctx, m, "V", "L%d" % (i + 1)))
             elif m == "Current.Offered":
                 out.append(self._sv(s.get("offered_a") or 0, ctx, m, "A"))
             elif m == "Power.Offered":

@@ -130,8 +130,11 @@ def test_transaction_with_meter_values(orig):
     measurands = {sv.get("measurand") for _, sv in vals}
     assert {"Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
             "Current.Offered", "Temperature"} <= measurands, measurands
-    phases = {sv.get("phase") for _, sv in vals if sv.get("measurand") == "Current.Import"}
-    assert phases == {"L1", "L2", "L3"}, phases
+    for m in ("Current.Import", "Voltage"):
+        phases = {sv.get("phase") for _, sv in vals if sv.get("measurand") == m}
+        assert phases == {"L1", "L2", "L3"}, (m, phases)
+    units = {sv.get("measurand"): sv.get("unit") for _, sv in vals}
+    assert units["Energy.Active.Import.Register"] == "Wh" and units["Power.Active.Import"] == "W", units
     assert all(t is not None for t, _ in vals), "transaction MeterValues without transactionId"
     energy = [int(sv["value"]) for _, sv in vals if sv.get("measurand") == "Energy.Active.Import.Register"]
     assert energy == sorted(energy) and energy[-1] > start["meter_start"], energy
