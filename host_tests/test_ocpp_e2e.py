@@ -45,6 +45,7 @@ def _boot(rig, sid, settings=None, **kw):
     cs.wait_call("BootNotification", cid=sid, timeout=20)
     cs.wait_connected(sid)
     cs.wait_call("StatusNotification", lambda p: p["connector_id"] == 1, cid=sid)
+    ev.ev_state(None, 20, what="the vehicle link up")  # vehicle ops sent before it would be lost
     return ch, ev
 
 
