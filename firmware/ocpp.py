@@ -13,7 +13,7 @@
 # the energy of the last checkpoint). docs/ocpp.md has the mapping and what is not supported.
 from firmware import ocpp_rpc as R
 from firmware.ocpp_rpc import CallError, Rpc
-from firmware.ocpp_smart import TX, Profiles, format_time, parse_time
+from firmware.ocpp_smart import TX, Profiles, check_profile, format_time, parse_time
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 CONNECTOR = 1
@@ -140,6 +140,8 @@ class Ocpp:
         self._boot_at = None  # next BootNotification (ticks), None = now
         self._hb_at = None
         self._status_sent = [None, None]  # [connector 0, connector 1] last (status, error) reported
+        self._status_v = None
+        self._remote_profile = None  # a RemoteStartTransaction's chargingProfile, for its transaction
         self._triggers = []
         self._auth_q = []  # idTags waiting for an Authorize
         self._mv_at = None
@@ -411,6 +413,10 @@ class Ocpp:
         return c0, c1
 
     def _send_status(self, now, force=False):
+        v = self.station.status_version()
+        if not force and v == self._status_v and self._status_sent[0] is not None \
+                and self._status_sent[1] is not None:
+            return False  # nothing reported changed: no status snapshot to build
         c0, c1 = self._statuses(now)
         for conn, cur in ((0, c0), (1, c1)):
             key = (cur[0], cur[1])
@@ -421,6 +427,7 @@ class Ocpp:
                     p["vendorErrorCode"] = cur[2][:50]
                 self._call("StatusNotification", p, self._ignore, now)
                 return True
+        self._status_v = v  # both connectors reported as they are now
         return False
 
     def _send_trigger(self, what, now):
@@ -484,6 +491,12 @@ class Ocpp:
         self.stats["tx_started"] += 1
         info = r.get("idTagInfo") or {}
         cur = self.station.open_session()
+        prof = self._remote_profile
+        if prof is not None and cur is not None and cur["id"] == sid:
+            self._remote_profile = None
+            prof["transactionId"] = txid
+            if self.profiles.set(CONNECTOR, prof, txid) == "Accepted":
+                self._apply_cap(now)
         if info.get("status", "Accepted") != "Accepted" and cur is not None and cur["id"] == sid \
                 and cur.get("auth_id") is not None and self.conf["StopTransactionOnInvalidId"]:
             self._override(sid, "DeAuthorized")
@@ -697,8 +710,10 @@ class Ocpp:
         if prof is not None:
             if not isinstance(prof, dict) or prof.get("chargingProfilePurpose") != TX:
                 return {"status": "Rejected"}
+            check_profile(prof)
         if st.authorize(now, tag) is not None:
             return {"status": "Rejected"}
+        self._remote_profile = prof  # installed as the TxProfile once the transaction has its id
         return {"status": "Accepted"}
 
     def _h_RemoteStopTransaction(self, p, now):

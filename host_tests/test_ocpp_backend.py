@@ -314,3 +314,48 @@ def test_local_authorization_list():
     again = Bench(b.folder, {"auth_required": True})
     again.run(300)
     assert again.server_call("GetLocalListVersion", {})[2] == {"listVersion": 4}
+
+
+def test_a_session_begun_offline_is_reported_at_reconnect_in_order():
+    b = Bench()
+    b.run(300)
+    b.link.connected = False
+    b.v.plug()
+    b.run(3000, answer=False)
+    b.v.unplug()
+    b.run(300, answer=False)
+    b.v.plug()
+    b.run(3000, answer=False)  # a second one, still running
+    assert not b.of("StartTransaction")
+    b.link.sent = []
+    b.link.connected = True
+    b.link.connect_count += 1
+    b.run(1000)
+    tx = [(a, p.get("transactionId")) for a, p in b.calls if a in ("StartTransaction", "StopTransaction")]
+    assert tx == [("StartTransaction", None), ("StopTransaction", 41), ("StartTransaction", None)], tx
+
+
+def test_a_fault_is_reported_with_its_error_code():
+    b = Bench()
+    b.run(300)
+    b.v.plug()
+    b.run(3000)
+    b.v.force_cp = "E"  # CP shorted
+    b.run(1000)
+    st = [p for p in b.of("StatusNotification") if p["status"] == "Faulted"]
+    assert st and st[-1]["errorCode"] == "EVCommunicationError" and st[-1]["vendorErrorCode"] == "cp_short", st
+    assert {p["connectorId"] for p in st} == {0, 1}
+
+
+def test_remote_start_with_a_tx_profile():
+    b = Bench(settings={"auth_required": True})
+    b.run(300)
+    prof = {"chargingProfileId": 7, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8}]}}
+    a = b.server_call("RemoteStartTransaction", {"idTag": "APP1", "chargingProfile": prof})
+    assert a[2] == {"status": "Accepted"}, a
+    b.v.plug()
+    b.run(3000)
+    assert b.of("StartTransaction")[0]["idTag"] == "APP1"
+    assert b.st.charger.limit_da == 80 and b.st.charger.offered_da == 80
