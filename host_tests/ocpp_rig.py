@@ -31,10 +31,25 @@ class OcppCharger(Charger):
         if self.tls_ca is not None:
             args += ["--tls-ca", self.tls_ca]
         self._log = open(self.log_path, "ab")
-        env = dict(os.environ, SIM_LINK_LOG="1")
+        env = dict(os.environ, SIM_LINK_LOG="1", SIM_BENCH="1")  # `@bench` lines: the loop gap each second
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True, env=env)
         return self
+
+
+def loop_gaps(charger):
+    """The fast loop's longest gap (ms) of every second the charger has run so far (its @bench lines)."""
+    import json
+
+    out = []
+    try:
+        with open(charger.log_path, "rb") as f:
+            for line in f:
+                if line.startswith(b"@bench "):
+                    out.append(json.loads(line[7:])["gap_ms"])
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 class OcppRig:
