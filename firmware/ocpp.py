@@ -268,8 +268,9 @@ class Ocpp:
             now_ms = ticks_ms()
         if etype == "auth" and fields:
             aid = fields.get("auth_id")
-            if fields.get("result") == "denied" and aid and aid.startswith("tag:"):
-                self._on_tag(aid, now_ms)
+            res = fields.get("result")
+            if aid and aid.startswith("tag:") and (res == "denied" or res == "granted"):
+                self._on_tag(aid, res == "granted", now_ms)
         elif etype == "session_ended":
             self.profiles.end_transaction()
             if self._avail is not None:
@@ -613,15 +614,16 @@ class Ocpp:
                 self._queue_meter(self._meter_payload(now, "Clock", self.conf["MeterValuesAlignedData"]))
 
     # ---- authorization --------------------------------------------------------------------------------------
-    def _on_tag(self, aid, now):
+    def _on_tag(self, aid, granted, now):
+        """A tag was presented: the core granted it (local_auth_ids) or refused it."""
         st = self.station
         cur = st.open_session()
         if cur is not None and cur.get("auth_id") == aid:
-            # the same tag again ends its own transaction (Local)
+            # the same tag again ends its own transaction (Local); the core's new grant goes with it
             self._override(cur["id"], "Local")
             st.deauthorize(now)
             return
-        if not st.settings.get("auth_required"):
+        if granted or not st.settings.get("auth_required"):
             return
         tag = id_tag(aid)
         online = self.link.connected and self.accepted

@@ -111,6 +111,7 @@ class Bench:
         self.answers = []  # CALLRESULT / CALLERROR frames of the charger
         self.txid = 40
         self.boot_status = "Accepted"
+        self.start_status = "Accepted"
         self.be.start(self.v.now)
 
     def run(self, ms, answer=True):
@@ -143,7 +144,7 @@ class Bench:
                 res = {"currentTime": now}
             elif action == "StartTransaction":
                 self.txid += 1
-                res = {"transactionId": self.txid, "idTagInfo": {"status": "Accepted"}}
+                res = {"transactionId": self.txid, "idTagInfo": {"status": self.start_status}}
             elif action == "Authorize":
                 res = {"idTagInfo": {"status": "Accepted"}}
             self.link.inbox.append(json.dumps([3, m[1], res]))
@@ -359,3 +360,28 @@ def test_remote_start_with_a_tx_profile():
     b.run(3000)
     assert b.of("StartTransaction")[0]["idTag"] == "APP1"
     assert b.st.charger.limit_da == 80 and b.st.charger.offered_da == 80
+
+
+def test_tag_again_stops_local_and_an_invalid_id_deauthorizes():
+    b = Bench(settings={"auth_required": True, "local_auth_ids": ["04A1B2"]})
+    b.run(300)
+    b.v.plug()
+    b.run(200)
+    b.st.charger.present_tag(b.v.now, "04A1B2")
+    b.run(3000)
+    assert b.of("StartTransaction")[0]["idTag"] == "04A1B2" and b.st.charger.contactor
+    b.st.charger.present_tag(b.v.now, "04A1B2")  # the same tag again ends its transaction
+    b.run(8000)
+    stop = b.of("StopTransaction")
+    assert stop and stop[0]["reason"] == "Local" and stop[0]["idTag"] == "04A1B2", stop
+    # the central system refuses the id in its StartTransaction answer: StopTransactionOnInvalidId
+    b.v.unplug()
+    b.run(300)
+    b.start_status = "Invalid"
+    b.v.plug()
+    b.run(200)
+    b.st.charger.present_tag(b.v.now, "04A1B2")
+    b.run(8000)
+    stop = b.of("StopTransaction")
+    assert len(stop) == 2 and stop[1]["reason"] == "DeAuthorized", stop
+    assert not b.st.charger.contactor
