@@ -195,9 +195,9 @@ class Station:
         return self.charger.set_offer_cap(a)
 
     def open_session(self):
-        """The open session record (id, ts_start, meter_start_wh, auth_id, ...) or None."""
-        cur = self.sessions.current
-        return None if cur is None else dict(cur)
+        """The open session record (id, ts_start, meter_start_wh, auth_id, ...) or None; read-only
+        (not a copy: the backend asks for it several times per slow tick)."""
+        return self.sessions.current
 
     def live_energy_wh(self):
         return self.inp.energy_wh
