@@ -112,6 +112,7 @@ class Bench:
         self.txid = 40
         self.boot_status = "Accepted"
         self.start_status = "Accepted"
+        self.refuse = {}  # action -> how many more times to answer it with a CALLERROR
         self.be.start(self.v.now)
 
     def run(self, ms, answer=True):
@@ -136,6 +137,10 @@ class Bench:
                 continue
             action, p = m[2], m[3]
             self.calls.append((action, p))
+            if self.refuse.get(action):
+                self.refuse[action] -= 1
+                self.link.inbox.append(json.dumps([4, m[1], "InternalError", "not now", {}]))
+                continue
             res = {}
             now = format_time(T_UNIX + self.v.now // 1000)
             if action == "BootNotification":
@@ -385,3 +390,51 @@ def test_tag_again_stops_local_and_an_invalid_id_deauthorizes():
     stop = b.of("StopTransaction")
     assert len(stop) == 2 and stop[1]["reason"] == "DeAuthorized", stop
     assert not b.st.charger.contactor
+
+
+def test_availability_is_scheduled_during_a_transaction():
+    b = Bench()
+    b.run(300)
+    b.v.plug()
+    b.run(3000)
+    a = b.server_call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    assert a[2] == {"status": "Scheduled"} and b.st.settings["enabled"] is True
+    b.v.unplug()
+    b.run(500)
+    assert b.st.settings["enabled"] is False and b.of("StopTransaction")
+    b.v.plug()
+    b.run(2000)
+    assert len(b.of("StartTransaction")) == 1  # unavailable: no new transaction
+    assert b.server_call("ChangeAvailability", {"connectorId": 0, "type": "Operative"})[2] == {"status": "Accepted"}
+    b.run(2000)
+    assert len(b.of("StartTransaction")) == 2
+
+
+def test_clock_aligned_meter_values():
+    b = Bench()
+    b.run(300)
+    assert b.server_call("ChangeConfiguration", {"key": "ClockAlignedDataInterval", "value": "2"})[2] == \
+        {"status": "Accepted"}
+    b.run(5000)
+    mv = b.of("MeterValues")
+    assert len(mv) >= 2, mv
+    sv = mv[-1]["meterValue"][0]["sampledValue"]
+    assert sv[0]["context"] == "Sample.Clock" and sv[0]["measurand"] == "Energy.Active.Import.Register", sv
+    assert "transactionId" not in mv[-1]
+
+
+def test_transaction_message_attempts():
+    b = Bench()
+    b.run(300)
+    assert b.server_call("ChangeConfiguration", {"key": "TransactionMessageRetryInterval", "value": "1"})[2] == \
+        {"status": "Accepted"}
+    b.refuse = {"StartTransaction": 1, "StopTransaction": 5}
+    b.v.plug()
+    b.run(3000)
+    starts = b.of("StartTransaction")
+    assert len(starts) == 2, starts  # refused once, retried after TransactionMessageRetryInterval
+    b.v.unplug()
+    b.run(6000)
+    stops = b.of("StopTransaction")
+    assert len(stops) == 3, stops  # TransactionMessageAttempts (3), then given up
+    assert b.st.pending_sessions(8) == []
