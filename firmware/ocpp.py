@@ -12,6 +12,7 @@
 # session go out in order (a power cut closes the session as power_loss -> reason PowerLoss, with
 # the energy of the last checkpoint). docs/ocpp.md has the mapping and what is not supported.
 from firmware import ocpp_rpc as R
+from firmware.ocpp_journal import MeterJournal
 from firmware.ocpp_rpc import CallError, Rpc
 from firmware.ocpp_smart import TX, Profiles, check_profile, format_time, parse_time
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
@@ -146,7 +147,8 @@ class Ocpp:
         self._auth_q = []  # idTags waiting for an Authorize
         self._mv_at = None
         self._aligned_at = None
-        self._meter_q = []  # MeterValues CALL payloads waiting (RAM, bounded)
+        self._meter_q = []  # MeterValues CALL payloads waiting (RAM, bounded): online, not transactional
+        self.journal = MeterJournal(self.store, station.boot)  # transaction samples taken offline
         self._pending = None  # closed session records not yet stopped on the server (oldest first)
         self._attempts = {}  # session id -> failed attempts of its current message
         self._retry_at = None
@@ -227,6 +229,13 @@ class Ocpp:
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self, now):
         self._refresh_pending()
+        live = [rec["id"] for rec in self._pending]
+        cur = self.station.open_session()
+        if cur is not None:
+            live.append(cur["id"])
+        for name in list(self.journal.names):  # samples of sessions already stopped on the server
+            if self.journal._sid.get(name) not in live:
+                self.journal.remove(name)
         self._apply_cap(now)
         self.link.start()
 
@@ -461,14 +470,38 @@ class Ocpp:
             e = self.tx.get(rec["id"])
             if e is None or e.get("id") is None:
                 self._start_tx(rec, now)
-            else:
+            elif not self._send_journal(rec["id"], e["id"], now):
                 self._stop_tx(rec, e, now)
             return True
         cur = self.station.open_session()
-        if cur is not None and self.tx.get(cur["id"], {}).get("id") is None:
-            self._start_tx(cur, now)
-            return True
+        if cur is not None:
+            e = self.tx.get(cur["id"])
+            if e is None or e.get("id") is None:
+                self._start_tx(cur, now)
+                return True
+            return self._send_journal(cur["id"], e["id"], now)
         return False
+
+    def _send_journal(self, sid, txid, now):
+        """The oldest offline sample of this transaction, after its Start and before its Stop."""
+        if not len(self.journal):
+            return False
+        f = self.journal.first(sid)
+        if f is None:
+            return False
+        name, p = f
+        if not isinstance(p, dict):
+            self.journal.remove(name)
+            return False
+        if txid >= 0:
+            p["transactionId"] = txid
+        self._call("MeterValues", p, lambda r, e: self._journal_done(name, e), now)
+        self.stats["meter_values"] += 1
+        return True
+
+    def _journal_done(self, name, e):
+        if e is None or e[0] not in (R.TIMEOUT, R.DISCONNECTED):
+            self.journal.remove(name)  # answered (a CALLERROR for a sample is not retried)
 
     def _start_tx(self, rec, now):
         sid = rec["id"]
@@ -545,6 +578,7 @@ class Ocpp:
         self._attempts.pop(sid, None)
         self.tx.pop(sid, None)
         self._tx_save()
+        self.journal.drop_session(sid)
         self.station.ack_session(sid)
         self._refresh_pending()
         self.stats["tx_stopped"] += 1
@@ -599,8 +633,12 @@ class Ocpp:
                 self._mv_at = ticks_add(now, iv * 1000)
             elif ticks_diff(now, self._mv_at) >= 0:
                 self._mv_at = ticks_add(now, iv * 1000)
-                if txid is not None:
-                    self._queue_meter(self._meter_payload(now, "Periodic", self.conf["MeterValuesSampledData"]))
+                p = self._meter_payload(now, "Periodic", self.conf["MeterValuesSampledData"])
+                if self.link.connected and self.accepted and txid is not None:
+                    self._queue_meter(p)
+                else:  # the central system cannot take it now: on flash, delivered in order later
+                    p.pop("transactionId", None)
+                    self.journal.add(cur["id"], p)
         else:
             self._mv_at = None
         aiv = self.conf["ClockAlignedDataInterval"]
