@@ -148,6 +148,13 @@ def test_transaction_with_meter_values(orig):
     assert stop.get("transaction_data"), stop
     cs.wait_call("StatusNotification", lambda p: p["status"] == "Available" and p["connector_id"] == 1,
                  cid=sid, since=cs.mark() - 3)
+    # the status sequence of the whole session on connector 1, repeats folded
+    seq = []
+    for c in cs.all_calls("StatusNotification", cid=sid):
+        if c[3]["connector_id"] == 1 and (not seq or seq[-1] != c[3]["status"]):
+            seq.append(c[3]["status"])
+    assert seq[0] == "Available" and seq[-1] == "Available" and "Charging" in seq, seq
+    assert set(seq) <= {"Available", "Preparing", "SuspendedEV", "Charging", "Finishing"}, seq
 
 
 def test_remote_start_stop_and_rfid(orig):
