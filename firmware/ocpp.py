@@ -25,6 +25,7 @@ LIST_FILE = "ocpp_list.json"  # the Local Authorization List: {"v": version, "id
 LIST_MAX = 100
 CONF_FILE = "ocpp_conf.json"
 ENERGY_STEP_WH = 10  # contract: the register persisted (and so reported) at least every 10 Wh
+STATUS_SETTLE_MS = 1000
 FREE_ID = "FREE"  # idTag of a transaction that needed no authorization (StartTransaction needs one)
 
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
@@ -142,6 +143,8 @@ class Ocpp:
         self._hb_at = None
         self._status_sent = [None, None]  # [connector 0, connector 1] last (status, error) reported
         self._status_v = None
+        self._settle = [None, None]  # per connector: (status, errorCode) waiting to hold STATUS_SETTLE_MS
+        self._settle_at = [0, 0]
         self._remote_profile = None  # a RemoteStartTransaction's chargingProfile, for its transaction
         self._triggers = []
         self._auth_q = []  # idTags waiting for an Authorize
@@ -424,20 +427,37 @@ class Ocpp:
 
     def _send_status(self, now, force=False):
         v = self.station.status_version()
-        if not force and v == self._status_v and self._status_sent[0] is not None \
-                and self._status_sent[1] is not None:
+        settle = self._settle
+        if not force and v == self._status_v and settle[0] is None and settle[1] is None \
+                and self._status_sent[0] is not None and self._status_sent[1] is not None:
             return False  # nothing reported changed: no status snapshot to build
         c0, c1 = self._statuses(now)
+        waiting = False
         for conn, cur in ((0, c0), (1, c1)):
             key = (cur[0], cur[1])
-            if force or self._status_sent[conn] != key:
-                self._status_sent[conn] = key
-                p = {"connectorId": conn, "status": cur[0], "errorCode": cur[1], "timestamp": self._time(now)}
-                if cur[2]:
-                    p["vendorErrorCode"] = cur[2][:50]
-                self._call("StatusNotification", p, self._ignore, now)
-                return True
-        self._status_v = v  # both connectors reported as they are now
+            if not force and self._status_sent[conn] == key:
+                settle[conn] = None
+                continue
+            if not force and cur[0] != "Faulted" and self._status_sent[conn] is not None:
+                # a status must hold STATUS_SETTLE_MS before it is reported: an unplug passes
+                # through states of a few ticks that would only be noise to the central system
+                if settle[conn] != key:
+                    settle[conn] = key
+                    self._settle_at[conn] = now
+                    waiting = True
+                    continue
+                if ticks_diff(now, self._settle_at[conn]) < STATUS_SETTLE_MS:
+                    waiting = True
+                    continue
+            settle[conn] = None
+            self._status_sent[conn] = key
+            p = {"connectorId": conn, "status": cur[0], "errorCode": cur[1], "timestamp": self._time(now)}
+            if cur[2]:
+                p["vendorErrorCode"] = cur[2][:50]
+            self._call("StatusNotification", p, self._ignore, now)
+            return True
+        if not waiting:
+            self._status_v = v  # both connectors reported as they are now
         return False
 
     def _send_trigger(self, what, now):

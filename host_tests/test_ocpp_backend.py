@@ -129,7 +129,7 @@ def test_configuration_persists_and_is_checked():
     assert len(again.of("Heartbeat")) == n + 1
     a = again.server_call("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})
     assert a[2] == {"status": "Accepted"} and again.st.settings["enabled"] is False
-    again.run(300)
+    again.run(1500)  # a new status is reported once it has held a second (ocpp.STATUS_SETTLE_MS)
     assert [p["status"] for p in again.of("StatusNotification")][-2:] == ["Unavailable", "Unavailable"]
 
 
