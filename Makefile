@@ -7,10 +7,13 @@ PYTEST := $(VENV)/bin/pytest
 MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 UMQTT  := build/lib/umqtt/simple.py
+MP32   := build/mp32/.built
+# what the frozen 32-bit image holds: rebuilt when any of it changes
+FROZEN_SRC := $(shell find firmware drivers board -name '*.py') manifest.py $(wildcard tools/unix32/*.py)
 PORT   ?= /dev/ttyUSB0
 PYTHON ?= python3
 
-.PHONY: setup test test-py test-mp lint typecheck bundle deploy romfs deploy-romfs sim sim-one sim-ocpp plot bench clean
+.PHONY: setup firmware-unix32 test test-py test-mp lint typecheck bundle deploy romfs deploy-romfs sim sim-one sim-ocpp plot bench clean
 
 setup: $(STAMP) $(UMQTT) build/.mosquitto
 
@@ -27,6 +30,14 @@ build/.mosquitto: tools/ensure_mosquitto.sh
 	sh tools/ensure_mosquitto.sh
 	@touch $@
 
+# The 32-bit MicroPython unix ports (.mpy-loading and frozen image) from the pinned 1.28.0 source
+# (../shared, or MICROPY_SRC=DIR): the MicroPython leg and `make bench` run on them.
+firmware-unix32: $(MP32)
+
+$(MP32): tools/build_micropython.py $(FROZEN_SRC) $(UMQTT)
+	$(PYTHON) tools/build_micropython.py --out build/mp32
+	@touch $@
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
@@ -37,8 +48,9 @@ typecheck: $(STAMP)
 test-py: setup
 	$(PYTEST) -m "not mp"
 
-# MicroPython leg: the logic tests again, each under `micropython -X heapsize=112K`.
-test-mp: setup
+# MicroPython leg: the logic tests again, each under `micropython -X heapsize=112K` on both 32-bit
+# ports (host_tests/conftest.py).
+test-mp: setup firmware-unix32
 	$(PYTEST) -m mp
 
 test: setup lint typecheck test-py test-mp
@@ -74,7 +86,7 @@ sim-one: setup
 plot: $(STAMP)
 	$(PY) tools/refcloud/plot.py build/sim-record.json build/sim-plot.png
 
-bench: setup bundle
+bench: setup bundle firmware-unix32
 	$(PY) tools/bench.py
 
 clean:

@@ -1,7 +1,8 @@
 # Device entry: provisioning, WiFi, board, cloud link, application loop.
 # /provision.json (written once per board, see README):
 #   {"serial": "ZAP012345", "mqtt_prefix": "evse", "broker": "mqtt.example.net:8883",
-#    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."}}
+#    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."},
+#    "cmd_key": "<64 hex digits>", "update_pubkey": "/release.pub.pem"}   (contract v1.1, optional)
 # or, for OCPP 1.6J (docs/ocpp.md): "backend": "ocpp", "ocpp_url": "wss://cs.example.net/ocpp",
 #    "ocpp_password": "..." (optional, HTTP Basic as SERIAL:password), "ca": "/ca.pem" for wss://
 import json
@@ -50,6 +51,9 @@ def _clock(board):
     _thread.start_new_thread(loop, ())
 
 
+FLASH = "/flash"  # the board's storage_root: settings, sessions, and the application slots
+
+
 def _ocpp(prov, serial):
     from firmware.ocpp import Ocpp
     from firmware.ws import WsLink
@@ -64,6 +68,12 @@ def _ocpp(prov, serial):
 
 
 def start():
+    try:
+        import bootsel
+    except ImportError:  # an image without the selector (older frozen build): the root image runs
+        bootsel = None
+    if bootsel is not None:
+        bootsel.select(FLASH)  # the application slot: a field update's trial, or the committed one
     from board.esp32_ref import Board
     from firmware.app import App
 
@@ -74,11 +84,11 @@ def start():
     serial = prov.get("serial") or board.serial
     prefix = prov.get("mqtt_prefix", "evse")
     link = None
+    cadata = None
     if prov.get("broker"):
         from firmware.link import Link
 
         host, _, port = prov["broker"].rpartition(":")
-        cadata = None
         if prov.get("ca"):
             with open(prov["ca"], "rb") as f:
                 cadata = f.read()
@@ -92,6 +102,14 @@ def start():
     if prov.get("backend") == "ocpp":  # OCPP 1.6J instead of the MQTT contract (docs/ocpp.md)
         link, backend = _ocpp(prov, serial)
     app = App(board, link, serial=serial, prefix=prefix, backend=backend)
+    if prov.get("cmd_key") or prov.get("update_pubkey"):
+        from firmware import trust
+
+        pub = prov.get("update_pubkey")
+        if pub and not pub.startswith("-----BEGIN"):
+            with open(pub, "rb") as f:
+                pub = f.read()
+        trust.attach(app, prov.get("cmd_key"), pub, cadata, "esp32_ref")
     _count_crash(0)
     app.run()
 

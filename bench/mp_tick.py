@@ -14,10 +14,15 @@ import time
 
 import micropython
 
-from board.sim.board import SimBoard
-from board.sim.clock import VirtualClock
-from board.sim.plant import Plant
-from firmware.app import App
+try:
+    import _frozen_sim  # noqa: F401  (32-bit ports: the simulator from the binary's frozen image)
+except ImportError:
+    pass
+
+from board.sim.board import SimBoard  # noqa: E402
+from board.sim.clock import VirtualClock  # noqa: E402
+from board.sim.plant import Plant  # noqa: E402
+from firmware.app import App  # noqa: E402
 
 N_ALLOC = 2000
 N_TIME = 3000

@@ -17,7 +17,7 @@ from board import circuit
 from drivers.atm90e32 import ATM90E32
 from drivers.contactor import Contactor
 from drivers.ntc import NTC
-from drivers.pilot import Pilot
+from drivers.pilot import MODE_HIGH, MODE_LOW, Pilot
 from drivers.proximity import Proximity
 from drivers.rcd import RCD
 
@@ -83,11 +83,11 @@ class BoardSupport:
         self.pilot.set_duty_pm(duty_pm)  # the driver writes the PWM only when the duty changes
 
     def x1(self):
-        if self.pilot.mode != "high":
+        if self.pilot.mode != MODE_HIGH:
             self.pilot.set_high()
 
     def f(self):
-        if self.pilot.mode != "low":
+        if self.pilot.mode != MODE_LOW:
             self.pilot.set_low()
 
     def allow_power_on(self, on, now):

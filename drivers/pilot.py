@@ -17,7 +17,8 @@ BURST = 100  # ADC reads per sample(); must span >= 2 PWM periods at the port's 
 
 # Plateau classification: nominal high-plateau voltage of A..E, entry window, keep window.
 _STATES = ("A", "B", "C", "D", "E")
-_NOM_MV = (12000, 9000, 6000, 3000, 0)
+_NOM_STEP_MV = 3000  # nominal high plateaus 12, 9, 6, 3, 0 V (computed: a frozen tuple of such ints
+# would hold big-int objects, and reading one allocates)
 _ENTER_MV = 1000  # +-1 V (IEC 61851 tolerance)
 _KEEP_MV = 1300  # hysteresis: a state is kept while within +-1.3 V of its nominal value
 _F_MV = -12000
@@ -151,24 +152,28 @@ class Pilot:
                 else:
                     l2 = v
         self.samples += 1
+        return self.classify(h2 // 1000, l2 // 1000)  # 2nd highest / 2nd lowest: one spike does not count
+
+    def classify(self, high_adc_mv, low_adc_mv):
+        """The plateaus seen at the ADC (mV) -> state, high_mv, low_mv, diode_ok. Returns state."""
         cal = self.cal
-        hi = cal.cp_mv(h2 // 1000)  # 2nd highest / 2nd lowest: one spike does not count
-        lo = cal.cp_mv(l2 // 1000)
+        hi = cal.cp_mv(high_adc_mv)
+        lo = cal.cp_mv(low_adc_mv)
         self.high_mv = hi
         self.low_mv = lo
-        self.state = self._classify(hi)
+        self.state = self._state_of(hi)
         if self.mode == MODE_PWM:
             self.diode_ok = _DIODE_LO_MV <= lo <= _DIODE_HI_MV
         else:
             self.diode_ok = None
         return self.state
 
-    def _classify(self, mv):
+    def _state_of(self, mv):
         prev = self.state
         if _F_MV - _F_WIN_MV <= mv <= _F_MV + _F_WIN_MV:
             return ST_F
         for i in range(5):
-            d = mv - _NOM_MV[i]
+            d = mv - (12000 - i * _NOM_STEP_MV)
             if d < 0:
                 d = -d
             if d <= _ENTER_MV:

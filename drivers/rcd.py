@@ -110,7 +110,3 @@ class RCD:
         self._test = _DONE
         self.selftest_result = ok
         self.selftest_error = err
-
-    @property
-    def selftest_running(self):
-        return self._test == _PULSE or self._test == _RELEASE

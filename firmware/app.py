@@ -7,7 +7,7 @@
 #   slow work (every SLOW_MS, after a fast tick): PP, RFID, core events, sessions, the backend;
 #       meter and temperature at 1 Hz; energy and session checkpoints.
 # The watchdog is fed only while both the fast and the slow work keep running.
-from firmware.iec61851 import LOW, PWM, PWM_OFF_OPEN_MS
+from firmware.iec61851 import PWM_OFF_OPEN_MS
 from firmware.station import Station
 from firmware.storage import Storage
 from firmware.ticks import ticks_add, ticks_diff
@@ -50,11 +50,7 @@ class App:
         boot_cmd_id = rec.get("restart_cmd_id")
         self.store.write_json("boot.json", {"boot": self.boot, "restart_cmd_id": None})
 
-        st = Station(self.store, serial, self.boot, board, first_settings, getattr(board, "unix_time", None))
-        st.reset_cause = board.reset_cause()
-        st.boot_cmd_id = boot_cmd_id
-        st.boot_ms = now
-        st.on_restart = self.request_restart
+        st = Station(self.store, board, serial, self.boot, now, boot_cmd_id, first_settings, self.request_restart)
         self.station = st
         self.charger = st.charger
         self.sessions = st.sessions
@@ -100,17 +96,13 @@ class App:
         ch = self.charger
         b.read(self.inp, now)
         ch.tick(now, self.inp)
-        mode = ch.pilot_mode
-        if mode == PWM:
-            b.pwm_on(ch.duty_pm)
-        elif mode == LOW:
-            b.f()
-        else:
-            b.x1()
-        b.set_phases(ch.phases)
-        b.allow_power_on(ch.contactor, now)
-        if ch.selftest_req:
-            b.selftest_start(now)
+        ch.drive(b, now)
+
+    def take_max_gap(self):
+        """The longest gap between two fast ticks since the last call (benchmarks), then restart."""
+        gap = self.max_gap_ms
+        self.max_gap_ms = 0
+        return gap
 
     # ---- slow path ----------------------------------------------------------------------------
     def slow_work(self, now):
@@ -121,12 +113,11 @@ class App:
         if tethered != self._tethered:  # fixed on a real board; the simulator's vehicle may bring its own
             self._tethered = tethered
             self.charger.set_tethered(tethered)
-        pp = b.read_pp(inp)
-        st.pp_a = pp if pp > 0 and tethered is None else None  # contract: null for a tethered cable
+        b.read_pp(inp)
         if ticks_diff(now, self._last_temp) >= TEMP_MS:
             self._last_temp = now
-            t = b.read_temp(inp)
-            st.temp_c = None if t is None else t / 10
+            b.read_temp(inp)
+        st.readings(inp.pp_a, inp.temp_dc, tethered)
         # 1 Hz, and at once when the contactor changed, so that the state published for that change
         # shows the current that really flows (0 A once open), not the last reading
         closed = inp.contactor_closed

@@ -4,33 +4,16 @@
 # current (firmware/arbitration.py). Pure logic: no I/O, no sleeping, no `machine`; time comes in
 # as `now_ms` ticks. `tick` is the fast path and allocates nothing (integers, interned strings,
 # preallocated state); events (rare) allocate. Rules and numbers: docs/charging.md.
-from firmware import session as S
 from firmware import text
 from firmware.arbitration import NO_TERM, SRC_CLOUD, SRC_NONE, arbitrate
-from firmware.iec61851 import CP_A, CP_B, PWM
+from firmware.iec61851 import CP_A, CP_B, LOW, PWM
 from firmware.lease import Lease, rotation_map
 from firmware.monitor import SafetyMonitor
 from firmware.pilot_machine import PLUGGED, UNPLUGGED, PilotMachine
+from firmware.session import FAULTED, IDLE, MODE_OF_STATE, Session
 from firmware.units import BAD_REQUEST, MAX_ID, NOT_ALLOWED, da
 
-# contract modes
-DISCONNECTED = "disconnected"
-REQUESTING = "connected_requesting"
-CHARGING = "connected_charging"
-FINISHED = "connected_finished"
-FAULT = "fault"
-DISABLED = "disabled"
-
-_MODE_OF = {
-    S.IDLE: DISCONNECTED,
-    S.WAITING_FOR_AUTH: REQUESTING,
-    S.READY: REQUESTING,
-    S.PAUSED_EVSE: REQUESTING,
-    S.CHARGING: CHARGING,
-    S.PAUSED_EV: FINISHED,
-    S.FINISHED: FINISHED,
-    S.FAULTED: FAULT,
-}
+DISABLED = "disabled"  # the contract mode of a charger disabled by its settings
 
 
 class Inputs:
@@ -64,11 +47,11 @@ class Charger:
         self.lease = Lease()
         self.pilot = PilotMachine()
         self.safety = SafetyMonitor(self._fault_event)
-        self.session = S.Session(self._push)
+        self.session = Session(self._push)
         self._limit = [0, SRC_NONE]
         self.selftest_req = False
         self.phases = self.hw_phases
-        self.mode = DISCONNECTED
+        self.mode = MODE_OF_STATE[IDLE]
         self.cp_name = CP_A
         self.limit_da = 0
         self.limit_src = SRC_NONE
@@ -77,6 +60,7 @@ class Charger:
         self._phase_pending = False
         self._cap_da = NO_TERM  # set_offer_cap(): a backend's schedule limit (OCPP), NO_TERM = none
         self._reported = [None, None, None, -1, None, None, None]
+        self._closed = False  # the contactor as the board last confirmed it
         self.apply_settings(settings)
 
     # ---- what the board and the backends read --------------------------------------------------
@@ -139,6 +123,7 @@ class Charger:
         self._rotation = rotation_map(s.get("phase_rotation", "L1L2L3"))
         self.session.configure(bool(s.get("auth_required", False)), int(s.get("auth_timeout_s", 60)),
                                list(s.get("local_auth_ids", [])))
+        self._refresh()
 
     def set_tethered(self, tethered_a):
         """The board's cable is tethered (its rating in A) or a socket (None)."""
@@ -164,6 +149,7 @@ class Charger:
         if not isinstance(auth_id, str) or not auth_id or len(auth_id) > MAX_ID:
             return (BAD_REQUEST, "auth_id must be a string of 1..%d characters" % MAX_ID)
         self.session.authorize(now_ms, auth_id)
+        self._refresh()
         return None
 
     def present_tag(self, now_ms, uid):
@@ -174,25 +160,30 @@ class Charger:
         except ValueError:
             return (BAD_REQUEST, "tag uid is not valid UTF-8")
         self.session.present_tag(now_ms, uid)
+        self._refresh()
         return None
 
     def deauthorize(self, now_ms):
         self.session.deauthorize()
+        self._refresh()
         return None
 
     def stop(self, now_ms):
         self.session.stop()
+        self._refresh()
         return None
 
     def resume(self, now_ms):
         self.session.resume()
         self.safety.faults.resume()
+        self._refresh()
         return None
 
     def end_for_restart(self, now_ms):
         """Before a commanded restart: end the session (reason restart) and remove the PWM for good;
         the app waits for `contactor` to go False (at most PWM_OFF_OPEN_MS) before resetting."""
         self.session.end_for_restart()
+        self._refresh()
         return None
 
     # ---- fast path ------------------------------------------------------------------------------------
@@ -232,7 +223,27 @@ class Charger:
         if pm.switch(now, prev, sm.may_close(inp.diode_ok)):
             sm.closed()
         self.selftest_req = sm.start_selftest(now, pm)
+        self._closed = inp.contactor_closed
         self._report(inp.contactor_closed)
+
+    def _refresh(self):
+        # a command changed what the core reports: classify again now, so that a status built before
+        # the next tick shows it (the `state` sent with `config_applied` already says `disabled`)
+        self._report(self._closed)
+
+    def drive(self, board, now):
+        """This tick's outputs onto the board-support interface (board/support.py)."""
+        pm = self.pilot
+        if pm.mode == PWM:
+            board.pwm_on(pm.duty_pm)
+        elif pm.mode == LOW:
+            board.f()
+        else:
+            board.x1()
+        board.set_phases(self.phases)
+        board.allow_power_on(pm.contactor, now)
+        if self.selftest_req:
+            board.selftest_start(now)
 
     def _lease_tick(self, now):
         lease = self.lease
@@ -285,14 +296,13 @@ class Charger:
         flt = sm.faults
         st = self.session.classify(flt.n_active > 0, pm.contactor, pm.mode == PWM, pm.ev_stopped,
                                    pm.last_letter == CP_B)
-        mode = _MODE_OF[st]
-        if not self.enabled and st != S.FAULTED:
+        mode = MODE_OF_STATE[st]
+        if not self.enabled and st != FAULTED:
             mode = DISABLED
         self.mode = mode
         name = pm.cp_name()
         self.cp_name = name
-        if flt.changed:
-            flt.changed = False
+        if flt.take_change():
             self.version += 1
         r = self._reported
         auth = self.session.auth_state

@@ -26,6 +26,7 @@ class Cloud:
         self._last_state = None
         self._last_sessions = None
         self._restarting = False
+        self.verifier = None  # firmware/signed.py Verifier when a command key is provisioned
         self.stats = {"rx": 0, "replies": 0, "rejected": 0, "errors": 0}
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -47,6 +48,8 @@ class Cloud:
             if m is None:
                 break
             self.handle(m[0], m[1], now_ms)
+        if self.station.updater is not None:
+            self.station.updater.drain(self, now_ms)
         cc = link.connect_count
         if cc != self._seen_connect:
             # (re)connected: the broker may have lost our retained messages, the cloud our events
@@ -141,6 +144,10 @@ class Cloud:
             return
         self.stats["rx"] += 1
         try:
+            if self.verifier is not None:
+                payload = self.verifier.unwrap(self, rel, payload, now_ms)
+                if payload is None:
+                    return
             if rel == "limit":
                 self._on_limit(payload, now_ms)
             elif rel == "cmd":
@@ -182,6 +189,8 @@ class Cloud:
         if err is not None:
             self.reject("config", err[0], err[1], now_ms)
             return
+        if self.verifier is not None:
+            self.verifier.config_applied()
         self._applied(now_ms)
 
     def _applied(self, now_ms):
@@ -202,7 +211,7 @@ class Cloud:
             result, err = self._run(cid, op, args, now_ms)
         except Exception as e:  # noqa: BLE001  still exactly one reply
             result, err = None, (protocol.BUSY, "internal error: " + repr(e)[:80])
-        if op == "restart" and err is None:
+        if op in ("restart", "factory_reset") and err is None:
             return  # replied (and restart requested) in _run
         self.reply(cid, result, err, now_ms)
 
@@ -237,4 +246,8 @@ class Cloud:
             self.reply(cid, None, None, now_ms)
             st.restart(cid)
             return None, None
+        if op in ("update", "factory_reset"):
+            from firmware import factory  # contract v1.1; loaded only when used (heap)
+
+            return factory.command(self, st, cid, op, args, now_ms)
         return None, (protocol.UNKNOWN_OP, op)

@@ -23,9 +23,9 @@ SELFTEST_IDLE = 0
 SELFTEST_RUNNING = 1
 SELFTEST_PASSED = 2
 
-# contactor feedback of the board (Inputs.contactor_fault)
-WELDED = "contactor_welded"
-STUCK_OPEN = "contactor_stuck_open"
+# contactor feedback of the board (Inputs.contactor_fault) carries the fault's contract name
+WELDED = safety.FAULT_NAMES[safety.CONTACTOR_WELDED]
+STUCK_OPEN = safety.FAULT_NAMES[safety.CONTACTOR_STUCK_OPEN]
 
 
 class SafetyMonitor:

@@ -25,7 +25,8 @@ from firmware.units import (  # noqa: F401  (the error codes and bounds are part
 )
 
 V = 1
-OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get")
+OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get",
+       "update", "factory_reset")  # the last two: contract v1.1
 
 OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
@@ -230,6 +231,8 @@ def parse_cmd(payload):
             if not isinstance(s, dict):
                 raise ProtocolError(BAD_REQUEST, "settings must be a JSON object")
             args["settings"] = s
+        elif op == "update":
+            args["url"] = obj.get("url")  # checked by the updater (firmware/fetch.py parse_url)
         return cid, op, args
     except ProtocolError as e:
         e.cmd_id = cid

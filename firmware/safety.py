@@ -115,6 +115,13 @@ class Faults:
         self.n_latched = la
         self.changed = True
 
+    def take_change(self):
+        """True once after the active set changed (the reporter's cue), allocation-free."""
+        if self.changed:
+            self.changed = False
+            return True
+        return False
+
     def raise_(self, i, now):
         """Raise fault i. Returns True when it was not active before."""
         if self.active[i]:

@@ -14,6 +14,19 @@ PAUSED_EVSE = "paused_evse"  # the charger offers nothing now (limit, rest time,
 FINISHED = "finished"  # stopped by command or restart: no power until resume / unplug
 FAULTED = "faulted"  # a fault is active
 
+# session state -> the contract's `mode` (a vehicle that stopped drawing by itself is `finished`
+# there; `disabled` is the charger's, not the session's)
+MODE_OF_STATE = {
+    IDLE: "disconnected",
+    WAITING_FOR_AUTH: "connected_requesting",
+    READY: "connected_requesting",
+    PAUSED_EVSE: "connected_requesting",
+    CHARGING: "connected_charging",
+    PAUSED_EV: "connected_finished",
+    FINISHED: "connected_finished",
+    FAULTED: "fault",
+}
+
 # auth states of the contract
 AUTH_IDLE = "idle"
 AUTH_PENDING = "pending"

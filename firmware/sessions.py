@@ -135,10 +135,3 @@ class SessionLog:
                 self._pending.remove(name)
                 return True
         return False
-
-    def public(self):
-        """The open session for the state message: {id, wh, ts, auth_id} or None."""
-        cur = self.current
-        if cur is None:
-            return None
-        return {"id": cur["id"], "wh": cur["wh"], "ts": cur["ts_start"], "auth_id": cur["auth_id"]}

@@ -13,10 +13,11 @@
 #                 closed session records to backend.send_session()
 from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
+from firmware.iec61851 import HIGH, LOW
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff, ticks_ms
+from firmware.version import VERSION as FW
 
-FW = "0.1.0"
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
 
 
@@ -25,19 +26,23 @@ def _r1(x):
 
 
 class Station:
-    def __init__(self, store, serial, boot, board, first_settings=None, ts=None):
-        """board: its capabilities (hw_max_a, phases, tethered_a) and its meter."""
+    def __init__(self, store, board, serial, boot, boot_ms, boot_cmd_id=None, first_settings=None, on_restart=None):
+        """board: its capabilities (hw_max_a, phases, tethered_a), meter, reset_cause() and, where it
+        knows the time, unix_time(); boot: this boot's number; boot_cmd_id: the restart command this
+        boot answers; on_restart(cmd_id): the app's restart sequence."""
         self.store = store
         self.serial = serial
         self.fw = FW
         self.boot = boot
-        self.reset_cause = None
-        self.boot_cmd_id = None
+        self.boot_ms = boot_ms
+        self.reset_cause = board.reset_cause()
+        self.boot_cmd_id = boot_cmd_id
         self.hw_max_a = board.hw_max_a
-        self._ts = ts  # () -> unix seconds or None
+        self._board = board  # for its clock: unix_time() where it has one, looked up when needed
+        self._on_restart = on_restart
+        self.updater = None  # firmware/update.py Updater when an update key is provisioned
         self._clock_ms = None  # a clock set by the backend (OCPP currentTime) when there is no NTP
         self._clock_at = 0
-        self.on_restart = None  # the app's restart sequence, (cmd_id) -> None
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
         self.energy_wh_persisted = int(e.get("wh", 0))
@@ -47,12 +52,11 @@ class Station:
         self.charger = Charger(self.settings, board.hw_max_a, board.phases, board.tethered_a)
         self.inp = Inputs()
         self.inp.energy_wh = self.energy_wh_persisted
-        # readings of the app's slow work, as the contract reports them
+        # readings of the app's slow work, as the contract reports them (set through readings())
         self.pp_a = None
         self.temp_c = None
-        self.boot_ms = 0
         self._version = 0
-        self._seen = (None, None, None)
+        self._seen = (None, None, None, None)
 
     def _load_settings(self, first):
         # flash, else the first-boot document, else defaults
@@ -66,9 +70,16 @@ class Station:
         self.store.write_json("settings.json", s)
         return s
 
+    def readings(self, pp_a, temp_dc, tethered):
+        """The slow inputs as the contract reports them: pp_a null without a reading or with a
+        tethered cable, temp_c in degC (null for a sensor fault)."""
+        self.pp_a = pp_a if pp_a > 0 and tethered is None else None
+        self.temp_c = None if temp_dc is None else temp_dc / 10
+
     # ---- time ---------------------------------------------------------------------------------------
     def ts(self, now_ms=None):
-        v = self._ts() if self._ts is not None else None
+        f = getattr(self._board, "unix_time", None)
+        v = f() if f is not None else None
         if v is None and self._clock_ms is not None:
             if now_ms is None:
                 now_ms = ticks_ms()
@@ -88,8 +99,9 @@ class Station:
         seen = self._seen
         ch = self.charger
         closed = self.inp.contactor_closed
-        if ch.version != seen[0] or closed != seen[1] or self.settings is not seen[2]:
-            self._seen = (ch.version, closed, self.settings)
+        up = self.updater.version if self.updater is not None else 0
+        if ch.version != seen[0] or closed != seen[1] or self.settings is not seen[2] or up != seen[3]:
+            self._seen = (ch.version, closed, self.settings, up)
             self._version += 1
         return self._version
 
@@ -98,9 +110,9 @@ class Station:
         ch = self.charger
         s = self.settings
         m = self.meter
-        if ch.pilot_mode == "high":
+        if ch.pilot_mode == HIGH:
             duty = 100
-        elif ch.pilot_mode == "low":
+        elif ch.pilot_mode == LOW:
             duty = 0
         else:
             duty = ch.duty_pm / 10
@@ -128,6 +140,7 @@ class Station:
             "enabled": bool(s.get("enabled")),
             "faults": list(ch.faults),
             "fw": self.fw,
+            "update": self.updater.status() if self.updater is not None else None,
         }
 
     def _session_status(self, m, ok):
@@ -163,8 +176,9 @@ class Station:
             new = settings_mod.merged(self.settings, doc, self.hw_max_a)
         except settings_mod.SettingsError as e:
             return (e.code, e.detail)
-        if new != self.settings:  # the retained `config` comes back at every connect: no flash write
-            self.store.write_json("settings.json", new)
+        if new == self.settings:  # the retained `config` comes back at every connect: nothing to do
+            return None
+        self.store.write_json("settings.json", new)
         self.settings = new
         self.charger.apply_settings(new)
         return None
@@ -176,9 +190,13 @@ class Station:
     def pending_sessions(self, limit):
         return self.sessions.pending(limit)
 
+    def charging(self):
+        """A vehicle draws (or may draw) power: no factory reset, no switch to a new image."""
+        return bool(self.inp.contactor_closed) or self.charger.mode == "connected_charging"
+
     def restart(self, cmd_id):
         """End a running session, persist everything; the app resets once the contactor is open."""
-        self.on_restart(cmd_id)
+        self._on_restart(cmd_id)
         return None
 
     # ---- for the OCPP backend (firmware/ocpp.py) ----------------------------------------------------

@@ -9,7 +9,9 @@ UNKNOWN_OP = "unknown_op"
 OUT_OF_RANGE = "out_of_range"
 NOT_ALLOWED = "not_allowed"
 BUSY = "busy"
-ERRORS = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, OUT_OF_RANGE, NOT_ALLOWED, BUSY)
+UNAUTHENTICATED = "unauthenticated"  # contract v1.1: signed messages
+REPLAY = "replay"
+ERRORS = (BAD_JSON, BAD_REQUEST, UNKNOWN_OP, OUT_OF_RANGE, NOT_ALLOWED, BUSY, UNAUTHENTICATED, REPLAY)
 
 MAX_AMPS = 1000  # the largest current a `limit` may name
 MAX_ID = 64  # command ids, auth ids, session ids, tag uids

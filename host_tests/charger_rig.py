@@ -1,11 +1,27 @@
-# A tiny vehicle + board model around firmware.charger.Charger for tests in virtual time
-# (CPython and MicroPython). Each step: the vehicle reacts to the outputs of the previous tick,
-# fills Inputs, then Charger.tick runs. Time advances by `dt` ms through ticks_add (wrap-safe).
+# The charging core on the simulated board in virtual time (CPython and MicroPython): the
+# simulator's own vehicle, contactor, RCD module and cable (board/sim/plant.py) behind the real
+# board-support layer and drivers, without the app around the core. Each step: the board reads the
+# plant (the vehicle reacted to the previous tick's outputs), the core ticks, its outputs go to the
+# board. The pilot's ADC burst is replaced by the plant's plateau voltages (board/sim/direct_pilot.py)
+# so that property tests can afford millions of ticks; the classification is the driver's.
+# Time advances by `dt` ms through ticks_add (wrap-safe).
+#
+# Injections the vehicle cannot make are explicit: `force_cp` overrides the pilot reading (a letter
+# no vehicle shows for long: D, E, F, X), `cable_a` outside 13/20/32/63 overrides the PP reading
+# (0 none, -1 invalid), and the slow inputs (`inp.temp_dc`, `inp.meter_ok`) stay as a test sets them.
+from board.sim.board import SimBoard
+from board.sim.clock import VirtualClock
+from board.sim.plant import Plant
+from board.sim.plant_io import CABLE_OHMS
 from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
 from firmware.ticks import PERIOD, ticks_add, ticks_diff
 
 NEAR_WRAP = PERIOD - 5000
+
+# the vehicle reacts within a tick, as the core's timing tests measure the core and not the vehicle
+VEHICLE = {"s2_delay_ms": 0, "charge_off_ms": 0, "stop_ms": 500, "follow_ms": 0, "rise_ms": 0, "wake_ms": 1000,
+           "rcd_trip_ms": 100}
 
 
 class Rig:
@@ -14,128 +30,152 @@ class Rig:
         if cfg:
             s.update(cfg)
         self.settings = s
+        self.clock = VirtualClock(start)
+        self.plant = Plant(self.clock, **VEHICLE)
+        self.board = SimBoard(self.clock, self.plant, tethered_a=tethered, hw_max_a=hw, phases=phases,
+                              storage_root="build/tmp/core", direct_pilot=True)  # (the core writes nothing)
         self.ch = Charger(s, hw, phases, tethered)
         self.inp = Inputs()
-        self.now = start
         self.dt = 10
-        # vehicle
-        self.plugged = False
-        self.cable_a = 32
-        self.wants = True  # S2 closes when a PWM is seen
-        self.v_state = "B"  # B or C while plugged
-        self.stop_ms = 500  # vehicle goes C->B this long after the PWM disappears
-        self.sleepy = False  # ignores the PWM until a wake-up sequence
-        self.no_pwm_since = None
-        self.force_cp = None  # 'D', 'E', 'X' ... overrides the reading
-        self.diode_fault = False
-        self.draw_da = None  # None: follows the offer; else draws this (ignores the PWM)
-        self.max_da = 320
-        # board
-        self.weld = False
-        self.stuck_open = False
-        self.selftest_ms = 100
-        self.selftest_result = True
-        self._st_due = None
+        self.tethered = tethered
+        self.force_cp = None
+        self._pp = None  # PP override for readings the cable table has none for
+        self._wants = True
+        self.sleepy = False
         self.events = []
         self.closed_at = None
         self.opened_at = None
 
-    # ---- controls --------------------------------------------------------------------------------
-    def plug(self, cable_a=32):
-        self.plugged = True
-        self.cable_a = cable_a
-        self.v_state = "B"
+    # ---- the vehicle (the plant's) -----------------------------------------------------------------
+    def _op(self, **doc):
+        err = self.plant.ev_op(doc)
+        assert err is None, err
+
+    def plug(self, cable_a=32, max_a=32):
+        if self.tethered is not None:
+            cable, self._pp = None, None
+        elif cable_a in CABLE_OHMS:
+            cable, self._pp = cable_a, None
+        else:
+            cable, self._pp = 32, cable_a
+        self._op(op="plug", cable_a=cable, phases=3, max_a=max_a, charge=self._wants, sleep=self.sleepy)
 
     def unplug(self):
-        self.plugged = False
+        self._op(op="unplug")
+
+    def _fault(self, kind, on):
+        self._op(op="fault", kind=kind, on=bool(on))
+
+    @property
+    def plugged(self):
+        return self.plant.ev.plugged
+
+    @property
+    def wants(self):
+        return self._wants
+
+    @wants.setter
+    def wants(self, on):  # S2: the vehicle asks for power when it sees a PWM
+        self._wants = on
+        self._op(op="charge", on=on)
+
+    @property
+    def cable_a(self):
+        return self._pp if self._pp is not None else self.plant.ev.cable_a
+
+    @cable_a.setter
+    def cable_a(self, a):
+        self._pp = a
+
+    @property
+    def stop_ms(self):
+        return self.plant.stop_ms
+
+    @stop_ms.setter
+    def stop_ms(self, ms):  # how long the vehicle takes to open S2 after the PWM went
+        self.plant.stop_ms = ms
+
+    @property
+    def draw_da(self):
+        d = self.plant.ev.draw_override
+        return None if d is None else int(d * 10 + 0.5)
+
+    @draw_da.setter
+    def draw_da(self, da):  # None: follows the offer; else draws this, ignoring the PWM
+        self._op(op="draw", a=None if da is None else da / 10)
+
+    def set_max_a(self, a):
+        self.plant.ev.max_a = float(a)
+        self.plant.refresh()
+
+    def set_diode_fault(self, on):
+        self._fault("diode", on)
+
+    diode_fault = property(lambda self: self.plant.faults["diode"], set_diode_fault)
+    weld = property(lambda self: self.plant.faults["weld"], lambda self, on: self._fault("weld", on))
+    stuck_open = property(lambda self: self.plant.faults["stuck_open"], lambda self, on: self._fault("stuck_open", on))
+
+    def rcd(self, ac=None, dc=None):
+        """The residual-current module's fault lines (as the plant's module asserts them)."""
+        if ac is not None:
+            self._fault("rcd_ac", ac)
+        if dc is not None:
+            self._fault("rcd_dc", dc)
+
+    @property
+    def selftest_result(self):
+        return not self.plant.faults["rcd_selftest"]
+
+    @selftest_result.setter
+    def selftest_result(self, ok):  # False: the module does not trip when tested
+        self._fault("rcd_selftest", not ok)
+
+    @property
+    def selftest_ms(self):
+        return self.plant.rcd_trip_ms
+
+    @selftest_ms.setter
+    def selftest_ms(self, ms):
+        self.plant.rcd_trip_ms = ms
 
     def set(self, **kw):
         for k in kw:
             self.settings[k] = kw[k]
         self.ch.apply_settings(self.settings)
 
-    # ---- model -------------------------------------------------------------------------------------
-    def _vehicle(self):
-        ch = self.ch
+    # ---- stepping ----------------------------------------------------------------------------------
+    @property
+    def now(self):
+        return self.clock.ticks_ms()
+
+    def _read(self):
+        b = self.board
         inp = self.inp
-        mode = ch.pilot_mode
-        if not self.plugged:
-            inp.cp = "A"
-            inp.diode_ok = None if mode != "pwm" else True
-            inp.pp_a = 0
-        else:
-            inp.pp_a = self.cable_a
-            if mode == "pwm":
-                self.no_pwm_since = None
-                if self.wants and not self.sleepy:
-                    self.v_state = "C"
-            else:
-                if mode == "high" and self.sleepy and self._woken_by(mode):
-                    self.sleepy = False
-                if self.no_pwm_since is None:
-                    self.no_pwm_since = self.now
-                if self.v_state == "C" and ticks_diff(self.now, self.no_pwm_since) >= self.stop_ms:
-                    self.v_state = "B"
-            if not self.wants:
-                self.v_state = "B"
-            cp = self.v_state
-            if self.force_cp is not None:
-                cp = self.force_cp
-            if mode == "low":
-                cp = "F"
-            inp.cp = cp
-            inp.diode_ok = (not self.diode_fault) if mode == "pwm" else None
-        # contactor with load-side sense
-        if ch.contactor:
-            inp.contactor_closed = not self.stuck_open
-            inp.contactor_fault = "contactor_stuck_open" if self.stuck_open else None
-        else:
-            inp.contactor_closed = self.weld and inp.contactor_closed
-            inp.contactor_fault = "contactor_welded" if inp.contactor_closed else None
-        # current draw
-        if inp.contactor_closed and self.plugged:
-            if self.draw_da is not None:
-                d = self.draw_da
-            elif self.v_state == "C":
-                d = ch.offered_da if ch.offered_da < self.max_da else self.max_da
-            else:
-                d = 0
-            for k in range(3):
-                inp.i_da[k] = d
-            inp.energy_wh += 1
-        else:
-            for k in range(3):
-                inp.i_da[k] = 0
-        # RCD self-test
-        if self._st_due is not None and ticks_diff(self.now, self._st_due) >= 0:
-            inp.rcd_selftest = self.selftest_result
-            self._st_due = None
-
-    def _woken_by(self, mode):
-        return getattr(self, "_wake_seen", False) or self._mark_wake()
-
-    def _mark_wake(self):
-        # a sleeping vehicle wakes when it sees steady +12 V after having seen PWM for 25 s+
-        if self.no_pwm_since is not None and ticks_diff(self.now, self.no_pwm_since) >= 1000:
-            self._wake_seen = True
-            return True
-        return False
+        b.read(inp, self.now)
+        b.read_pp(inp)
+        if self._pp is not None and self.plugged:
+            inp.pp_a = self._pp
+        if self.force_cp is not None:
+            inp.cp = self.force_cp
+        draw = self.plant.draw_a  # a perfect meter
+        for k in range(3):
+            inp.i_da[k] = int(draw[k] * 10 + 0.5)
+        inp.energy_wh = int(self.plant.energy_wh)
 
     def step(self):
-        self._vehicle()
-        was = self.ch.contactor
-        self.ch.tick(self.now, self.inp)
-        if self.ch.selftest_req:
-            self.inp.rcd_selftest = None
-            self._st_due = ticks_add(self.now, self.selftest_ms)
-        if self.ch.contactor and not was:
+        self._read()
+        ch = self.ch
+        was = ch.contactor
+        ch.tick(self.now, self.inp)
+        ch.drive(self.board, self.now)
+        if ch.contactor and not was:
             self.closed_at = self.now
-        if was and not self.ch.contactor:
+        if was and not ch.contactor:
             self.opened_at = self.now
-        ev = self.ch.pop_events()
+        ev = ch.pop_events()
         if ev:
             self.events.extend(ev)
-        self.now = ticks_add(self.now, self.dt)
+        self.clock.advance(self.dt)
 
     def run(self, ms):
         end = ticks_add(self.now, ms)

@@ -58,25 +58,31 @@ class QueueLink:
 
 
 class BoardCaps:
-    """The capabilities a Station takes from a board, and a meter with fixed readings."""
+    """What a Station takes from a board: capabilities, a meter with fixed readings, the reset
+    cause and the time."""
 
     hw_max_a = HW
     phases = 3
     tethered_a = None
 
-    def __init__(self):
+    def __init__(self, reset_cause):
         self.meter = Meter()
+        self._reset_cause = reset_cause
+
+    def reset_cause(self):
+        return self._reset_cause
+
+    def unix_time(self):
+        return 1763712000
 
 
 class CloudRig:
     def __init__(self, standalone=False, boot=7, boot_cmd_id=None):
         store = Storage(TempDir("cloud").path)
         store.write_json("energy.json", {"wh": 1000})
-        st = Station(store, SERIAL, boot, BoardCaps(), {"standalone": standalone}, lambda: 1763712000)
-        st.reset_cause = "soft" if boot_cmd_id else "power_on"
-        st.boot_cmd_id = boot_cmd_id
-        st.temp_c = 25.0
-        st.on_restart = self._restart
+        board = BoardCaps("soft" if boot_cmd_id else "power_on")
+        st = Station(store, board, SERIAL, boot, 0, boot_cmd_id, {"standalone": standalone}, self._restart)
+        st.readings(0, 250, None)
         self.station = st
         self.charger = st.charger
         self.sessions = st.sessions

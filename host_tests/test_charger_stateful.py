@@ -222,9 +222,9 @@ class ChargerMachine(RuleBasedStateMachine):
     def fault(self, kind, on):
         r = self.r
         if kind == "rcd_ac":
-            r.inp.rcd_ac = on
+            r.rcd(ac=on)
         elif kind == "rcd_dc":
-            r.inp.rcd_dc = on
+            r.rcd(dc=on)
         elif kind == "diode":
             r.diode_fault = on
         elif kind == "weld":

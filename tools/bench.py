@@ -35,11 +35,17 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 from broker import Broker, Client, Proxy  # noqa: E402  (host_tests/broker.py: test peers, not tests)
 
 MP = os.path.join(ROOT, ".venv", "bin", "micropython")
+# The 32-bit ports of tools/build_micropython.py: the simulator frozen in; device modules from .mpy
+# files (or a ROMFS image), or frozen in too.
+MP32 = os.path.join(ROOT, "build", "mp32", "micropython")
+MP32_FROZEN = os.path.join(ROOT, "build", "mp32", "micropython-frozen")
 BUNDLE = os.path.join(ROOT, "build", "bundle")
 SIM_CHARGER = os.path.join(ROOT, "tools", "sim-charger")
 KEYS = ("tick_alloc_bytes", "heap_min_kb", "heap_peak_kb", "tick_us_p50", "tick_us_p99", "safety_open_ms_max",
         "safety_open_blackhole_ms_max", "loop_gap_ms_max", "limit_apply_ms_p50", "limit_apply_ms_p99",
-        "mqtt_rtt_ms_p50", "fleet_chargers", "fleet_converge_s", "fleet_overload_events")
+        "mqtt_rtt_ms_p50", "fleet_chargers", "fleet_converge_s", "fleet_overload_events",
+        "heap_min_kb_32_mpy", "heap_min_kb_32_romfs", "heap_min_kb_32_frozen", "heap_peak_kb_32_frozen",
+        "module_heap_kb_32_frozen", "tick_us_p50_32", "tick_us_p99_32")
 BUDGET_S = 14 * 60  # `make bench` must finish within 15 minutes on the 2-core machine
 
 
@@ -60,9 +66,13 @@ def pct(xs, p):
     return s[i] + (s[j] - s[i]) * (k - i)
 
 
-def mp_env():
+def mp_env(image="mpy"):
+    """Environment for a MicroPython child: the bundle's .mpy files, the binary's frozen image
+    (`frozen`) or a ROMFS image mounted at /rom by the script (`romfs`)."""
     env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join([BUNDLE, os.path.join(BUNDLE, "lib"), ".frozen"])
+    env["MICROPYPATH"] = {"mpy": ":".join([BUNDLE, os.path.join(BUNDLE, "lib"), ".frozen"]),
+                          "frozen": ".frozen",
+                          "romfs": "/rom:/rom/lib:.frozen"}[image]
     return env
 
 
@@ -166,10 +176,68 @@ def bench_tick(res, extra, work):
         r["tick_us_p99"], r["core_us_p50"], r["core_us_p99"], r["pilot_sample_us_p50"], r["pilot_sample_us_p99"]))
 
 
+def modules_heap(binary, image, romfs=None):
+    args = [binary, "-X", "heapsize=512K", os.path.join(ROOT, "bench", "mp_modules.py")]
+    if romfs:
+        args.append(romfs)
+    p = Proc(args, env=mp_env(image), stdin=False)
+    line = p.expect("@modules ", 60)
+    p.stop()
+    if line is None:
+        raise RuntimeError("mp_modules (%s) failed: %s" % (image, "\n".join(p.lines[-20:])))
+    return json.loads(line[len("@modules "):])
+
+
+def bench_tick32(res, extra, notes, work):
+    """Tick time on the 32-bit frozen image, and the heap its modules take when loaded three ways."""
+    root = os.path.join(work, "tick32")
+    os.makedirs(root)
+    p = Proc([MP32_FROZEN, "-X", "heapsize=512K", os.path.join(ROOT, "bench", "mp_tick.py"), root],
+             env=mp_env("frozen"), stdin=False)
+    line = p.expect("@result ", 120)
+    p.stop()
+    if line is None:
+        raise RuntimeError("mp_tick (32-bit) failed: " + "\n".join(p.lines[-20:]))
+    r = json.loads(line[len("@result "):])
+    extra["tick32"] = r
+    res["tick_us_p50_32"] = r["tick_us_p50"]
+    res["tick_us_p99_32"] = r["tick_us_p99"]
+    log("tick 32-bit frozen: %d/%d us p50/p99 (core %d/%d); %.3f bytes/tick, %d B/s without the simulated "
+        "plant's, heap_lock: %s" % (r["tick_us_p50"], r["tick_us_p99"], r["core_us_p50"], r["core_us_p99"],
+                                    r["tick_alloc_bytes"], r["loop_alloc_fw_bytes_per_s"],
+                                    "ok" if r["heap_lock_ok"] else "MemoryError"))
+    # allocation from .mpy files on the same 32-bit port (the frozen image's can differ: bench/README.md)
+    os.makedirs(root + "-mpy")
+    p = Proc([MP32, "-X", "heapsize=512K", os.path.join(ROOT, "bench", "mp_tick.py"), root + "-mpy"],
+             env=mp_env("mpy"), stdin=False)
+    line = p.expect("@result ", 120)
+    p.stop()
+    if line is None:
+        raise RuntimeError("mp_tick (32-bit, .mpy) failed: " + "\n".join(p.lines[-20:]))
+    r2 = json.loads(line[len("@result "):])
+    extra["tick32_mpy"] = r2
+    log("tick 32-bit .mpy: %d/%d us p50/p99; %.3f bytes/tick, heap_lock: %s" % (
+        r2["tick_us_p50"], r2["tick_us_p99"], r2["tick_alloc_bytes"], "ok" if r2["heap_lock_ok"] else "MemoryError"))
+    if r["tick_alloc_bytes"] or not r["heap_lock_ok"]:
+        notes["tick_us_p50_32"] = ("the frozen image's fast tick allocates %.0f bytes/tick (%.0f from .mpy "
+                                   "files): bench/README.md" % (r["tick_alloc_bytes"], r2["tick_alloc_bytes"]))
+    romfs = os.path.join(work, "tick32.romfs")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), os.path.join(work, "bundle-t32"),
+                    "--romfs", romfs], check=True, capture_output=True)
+    for image, binary, img in (("mpy", MP32, None), ("romfs", MP32, romfs), ("frozen", MP32_FROZEN, None)):
+        m = modules_heap(binary, image, img)
+        extra["module_heap_32_%s_bytes" % image] = m
+        log("heap taken by the device modules, 32-bit, %s (bytes): %s" % (image, m))
+    m = extra["module_heap_32_frozen_bytes"]
+    res["module_heap_kb_32_frozen"] = round((m["total"] - m.get("sim_only", 0)) / 1024, 1)
+
+
 # ---------------------------------------------------------------------------------------------- heap
 
-def scenario(broker, work, heap_kb, sid, mem=False):
-    """The reference scenario against sim-charger --bundle --heap HEAP_KB: returns (ok, info dict)."""
+def scenario(broker, work, heap_kb, sid, mem=False, image=None, romfs=None):
+    """The reference scenario against sim-charger --bundle --heap HEAP_KB: returns (ok, info dict).
+    With `image` (mpy / romfs / frozen) the charger is bench/mp_scenario.py on a 32-bit port instead:
+    the device's one MQTT link, vehicle ops on stdin (no second connection for the vehicle)."""
     state = os.path.join(work, sid)
     os.makedirs(state)
     settings = os.path.join(work, sid + ".json")
@@ -183,8 +251,24 @@ def scenario(broker, work, heap_kb, sid, mem=False):
         env["SIM_BENCH"] = "mem"
     else:
         env.pop("SIM_BENCH", None)
-    p = Proc([sys.executable, SIM_CHARGER, "--id", sid, "--broker", "127.0.0.1:%d" % broker.port, "--state-dir",
-              state, "--settings", settings, "--bundle", "--heap", "%dK" % heap_kb], env=env, stdin=False)
+    if image is None:
+        p = Proc([sys.executable, SIM_CHARGER, "--id", sid, "--broker", "127.0.0.1:%d" % broker.port, "--state-dir",
+                  state, "--settings", settings, "--bundle", "--heap", "%dK" % heap_kb], env=env, stdin=False)
+
+        def ev(doc):
+            cl.publish("sim/%s/ev" % sid, json.dumps(doc))
+    else:
+        env.update({k: v for k, v in mp_env(image).items() if k == "MICROPYPATH"})
+        heap = heap_kb * 1024
+        args = [os.path.join(ROOT, "bench", "mp_scenario.py"), sid, "127.0.0.1:%d" % broker.port, state, settings]
+        if romfs:
+            # the image is read into the heap (a board maps it from flash): that much more heap
+            heap += (os.path.getsize(romfs) + 64 + 1023) // 1024 * 1024
+            args.append(romfs)
+        p = Proc([MP32_FROZEN if image == "frozen" else MP32, "-X", "heapsize=%d" % heap] + args, env=env)
+
+        def ev(doc):
+            p.send(json.dumps(doc))
     info = {"heap_kb": heap_kb, "step": None}
     t0 = time.monotonic()
 
@@ -221,15 +305,15 @@ def scenario(broker, work, heap_kb, sid, mem=False):
             return v
 
         step("online", msg("online", timeout=20))
-        cl.publish("sim/%s/ev" % sid, json.dumps({"op": "plug", "cable_a": 32, "phases": 3, "max_a": 32}))
-        cl.publish("sim/%s/ev" % sid, json.dumps({"op": "charge", "on": True}))
+        ev({"op": "plug", "cable_a": 32, "phases": 3, "max_a": 32})
+        ev({"op": "charge", "on": True})
         step("plugged", state_is(lambda d: d.get("auth", {}).get("state") == "pending"))
         cl.publish(pre + "cmd", json.dumps({"id": "c-1", "op": "authorize", "auth_id": "app:bench"}))
         step("authorized", msg("reply", lambda d: d.get("id") == "c-1" and d.get("ok") is True))
         step("charging", state_is(lambda d: d.get("mode") == "connected_charging" and d.get("contactor") is True))
         cl.publish(pre + "limit", json.dumps({"a": 10, "ttl_s": 60, "seq": 1}))
         step("limit", state_is(lambda d: d.get("offered_a") == 10 and d.get("limit_src") == "cloud"))
-        cl.publish("sim/%s/ev" % sid, json.dumps({"op": "unplug"}))
+        ev({"op": "unplug"})
         rec = step("session", msg("session", lambda d: d.get("stop_reason") == "ev_unplugged"))
         cl.publish(pre + "cmd", json.dumps({"id": "c-2", "op": "session_ack", "session_id": rec["id"]}))
         step("acked", msg("reply", lambda d: d.get("id") == "c-2" and d.get("ok") is True
@@ -248,34 +332,36 @@ def scenario(broker, work, heap_kb, sid, mem=False):
     if bl:
         info["live_max"] = max(b["live_max"] or 0 for b in bl)
         info["mem_alloc_max"] = max(b["mem_alloc"] for b in bl)
+    sim = [int(x.split()[1]) for x in p.lines if x.startswith("@simheap ")]
+    if sim:
+        info["sim_heap_bytes"] = sim[0]
     if not ok:
         info["tail"] = p.lines[-3:]
     return ok, info
 
 
-def bench_heap(res, extra, notes, work, broker):
+def heap_search(broker, work, runs, tag, image=None, romfs=None, peak=True):
+    """(smallest heap in KiB that passes the scenario or None, its note, probe info at 512 K or None)."""
     n = [0]
 
     def run(kb, mem=False):
         n[0] += 1
-        ok, info = scenario(broker, work, kb, "HEAP%03d" % n[0], mem)
-        log("heap: %3d K -> %s (%s s%s)" % (kb, "pass" if ok else "FAIL at " + str(info["step"]), info["s"],
-                                            ", MemoryError" if info["memory_error"] else ""))
-        runs.append(info | {"ok": ok})
+        ok, info = scenario(broker, work, kb, "%s%03d" % (tag, n[0]), mem, image, romfs)
+        log("heap%s: %3d K -> %s (%s s%s)" % (
+            "" if image is None else " 32-bit " + image, kb, "pass" if ok else "FAIL at " + str(info["step"]),
+            info["s"], ", MemoryError" if info["memory_error"] else ""))
+        runs.append(info | {"ok": ok, "image": image or "mpy64"})
         return ok, info
 
-    runs = []
-    extra["heap_runs"] = runs
-    ok, info = run(512, mem=True)
-    if ok and info.get("live_max"):
-        res["heap_peak_kb"] = round(info["live_max"] / 1024, 1)
-        extra["heap_peak"] = {"live_max_bytes": info["live_max"], "mem_alloc_max_bytes": info.get("mem_alloc_max")}
-    else:
-        notes["heap_peak_kb"] = "the reference scenario did not pass at 512 K with the probe: %r" % info
+    probe = None
+    if peak:
+        ok, info = run(512, mem=True)
+        probe = info if ok and info.get("live_max") else None
+        if probe is None:
+            log("heap: the reference scenario did not pass at 512 K with the probe: %r" % info)
     lo, hi = 8, 256
     if not run(hi)[0]:
-        notes["heap_min_kb"] = "the reference scenario fails even at %d K" % hi
-        return
+        return None, "the reference scenario fails even at %d K" % hi, probe
     while hi - lo > 2:
         mid = (lo + hi) // 2 // 2 * 2
         if run(mid)[0]:
@@ -287,7 +373,55 @@ def bench_heap(res, extra, notes, work, broker):
         if run(hi)[0] and run(hi)[0]:
             break
         hi += 2
-    res["heap_min_kb"] = hi
+    return hi, None, probe
+
+
+def bench_heap(res, extra, notes, work, broker):
+    runs = []
+    extra["heap_runs"] = runs
+    hi, note, info = heap_search(broker, work, runs, "HEAP")
+    if info is not None:
+        res["heap_peak_kb"] = round(info["live_max"] / 1024, 1)
+        extra["heap_peak"] = {"live_max_bytes": info["live_max"], "mem_alloc_max_bytes": info.get("mem_alloc_max")}
+    else:
+        notes["heap_peak_kb"] = "the reference scenario did not pass at 512 K with the probe"
+    if hi is None:
+        notes["heap_min_kb"] = note
+    else:
+        res["heap_min_kb"] = hi
+
+
+def bench_heap32(res, extra, notes, work, broker):
+    """The reference scenario on the 32-bit ports, the device's code loaded three ways: from the
+    bundle's .mpy files (`make deploy`), from a ROMFS image (`make deploy-romfs`), frozen in."""
+    runs = []
+    extra["heap32_runs"] = runs
+    romfs = os.path.join(work, "heap32.romfs")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), os.path.join(work, "bundle32"),
+                    "--romfs", romfs], check=True, capture_output=True)
+    extra["heap32_romfs_image_bytes"] = os.path.getsize(romfs)
+    for image in ("frozen", "romfs", "mpy"):
+        hi, note, info = heap_search(broker, work, runs, "H32" + image[0].upper(), image,
+                                     romfs if image == "romfs" else None)
+        key = "heap_min_kb_32_" + image
+        if hi is None:
+            notes[key] = note
+        else:
+            res[key] = hi
+        if info is not None:
+            extra["heap32_peak_" + image] = {"live_max_bytes": info["live_max"],
+                                             "mem_alloc_max_bytes": info.get("mem_alloc_max"),
+                                             "sim_heap_bytes": info.get("sim_heap_bytes")}
+            if image == "romfs":  # the image itself was on the heap (in flash on a board)
+                extra["heap32_peak_romfs"]["live_max_bytes_without_image"] = info["live_max"] - os.path.getsize(romfs)
+            if image == "frozen":
+                res["heap_peak_kb_32_frozen"] = round(info["live_max"] / 1024, 1)
+        elif image == "frozen":
+            notes["heap_peak_kb_32_frozen"] = "the reference scenario did not pass at 512 K with the probe"
+    sims = [r["sim_heap_bytes"] for r in runs if r.get("sim_heap_bytes")]
+    if sims:
+        extra["heap32_sim_data_bytes"] = max(sims)
+        log("heap 32-bit: the simulated board's own data take %d bytes of each heap" % max(sims))
 
 
 # -------------------------------------------------------------------------------------------- safety
@@ -725,6 +859,13 @@ GOALS = {
     "fleet_chargers": ("", "largest size tried that passed"),
     "fleet_converge_s": ("s", ""),
     "fleet_overload_events": ("", "0"),
+    "heap_min_kb_32_mpy": ("KiB", "<= 112 (32-bit, .mpy files, TLS off)"),
+    "heap_min_kb_32_romfs": ("KiB", "<= 80 (32-bit, ROMFS image)"),
+    "heap_min_kb_32_frozen": ("KiB", "<= 48 (32-bit, frozen image)"),
+    "heap_peak_kb_32_frozen": ("KiB", "live data, same"),
+    "module_heap_kb_32_frozen": ("KiB", "device modules imported from the frozen image"),
+    "tick_us_p50_32": ("us", "32-bit frozen image"),
+    "tick_us_p99_32": ("us", ""),
 }
 
 
@@ -745,7 +886,7 @@ def _on_term(signum, frame):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
-    ap.add_argument("--only", default="tick,heap,safety,limit,fleet")
+    ap.add_argument("--only", default="tick,tick32,heap,heap32,safety,limit,fleet")
     ap.add_argument("--trials", type=int, default=200, help="safety trials per network condition")
     ap.add_argument("--limits", type=int, default=200, help="limit messages timed")
     ap.add_argument("--fleet", default="10,50,100,200", help="fleet sizes, tried in order until one fails")
@@ -754,6 +895,8 @@ def main(argv=None):
     only = set(a.only.split(","))
     if not os.path.exists(os.path.join(BUNDLE, "main.py")):
         sys.exit("no bundle in build/bundle: run `make bundle`")
+    if only & {"tick32", "heap32"} and not (os.path.exists(MP32) and os.path.exists(MP32_FROZEN)):
+        sys.exit("no 32-bit ports in build/mp32: run `make firmware-unix32`")
     res = {k: None for k in KEYS}
     if os.path.exists(a.out):  # a partial run (--only) keeps the other figures
         with open(a.out) as f:
@@ -766,13 +909,17 @@ def main(argv=None):
     broker = None
     signal.signal(signal.SIGTERM, _on_term)
     try:
-        if only & {"heap", "safety", "limit"}:
+        if only & {"heap", "heap32", "safety", "limit"}:
             os.makedirs(os.path.join(work, "mosq"))
             broker = Broker(folder=os.path.join(work, "mosq")).start()
         if "tick" in only:
             bench_tick(res, extra, work)
+        if "tick32" in only:
+            bench_tick32(res, extra, notes, work)
         if "heap" in only:
             bench_heap(res, extra, notes, work, broker)
+        if "heap32" in only:
+            bench_heap32(res, extra, notes, work, broker)
         if "limit" in only:
             bench_limit(res, extra, notes, work, broker, a.limits)
         if "safety" in only:
@@ -793,9 +940,19 @@ def main(argv=None):
         json.dump({k: res[k] for k in KEYS}, f, indent=2)
         f.write("\n")
     detail = os.path.join(os.path.dirname(os.path.abspath(a.out)), "details.json")
+    doc = {"notes": notes, "extra": extra, "elapsed_s": round(time.monotonic() - T0, 1),
+           "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if os.path.exists(detail) and only != set(ap.get_default("only").split(",")):
+        # a partial run (--only) keeps the other parts' details, as it keeps their figures
+        with open(detail) as f:
+            old = json.load(f)
+        for k in ("notes", "extra"):
+            doc[k] = {kk: vv for kk, vv in old.get(k, {}).items() if kk not in doc[k]} | doc[k]
+        doc["partial_runs"] = old.get("partial_runs", []) + [{"only": sorted(only), "when": doc["when"],
+                                                               "elapsed_s": doc["elapsed_s"]}]
+        doc["elapsed_s"], doc["when"] = old.get("elapsed_s"), old.get("when")
     with open(detail, "w") as f:
-        json.dump({"notes": notes, "extra": extra, "elapsed_s": round(time.monotonic() - T0, 1),
-                   "when": time.strftime("%Y-%m-%dT%H:%M:%S")}, f, indent=1, default=str)
+        json.dump(doc, f, indent=1, default=str)
         f.write("\n")
     print()
     print(table(res, notes))

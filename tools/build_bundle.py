@@ -3,8 +3,8 @@
     python tools/build_bundle.py OUT [--no-sim] [--romfs IMAGE]
 
 OUT gets firmware/, drivers/, board/ as .mpy (board/sim too unless --no-sim), lib/umqtt/simple.mpy,
-and boot.py / main.py as source (the device runs those two by name). Copy OUT to a board's flash
-root (`make deploy`), or run it on the unix port with MICROPYPATH=OUT:OUT/lib.
+bootsel.mpy (the A/B boot selector), and boot.py / main.py as source (the device runs those two by
+name). Copy OUT to a board's flash root (`make deploy`), or run it on the unix port with MICROPYPATH=OUT:OUT/lib.
 
 --romfs IMAGE also writes a ROMFS image of the device modules (no boot.py/main.py, no board/sim
 unless --romfs-with-sim, which the host tests use):
@@ -85,6 +85,10 @@ def main(argv):
     n += compile_tree(lib, "umqtt", os.path.join(out, "lib"))
     for name in ("boot.py", "main.py"):
         shutil.copy(os.path.join(ROOT, name), os.path.join(out, name))
+    # the boot selector main.py imports (never part of an update's image: tools/release leaves it out)
+    subprocess.run([mpy_cross(), "-s", "bootsel.py", "-o", os.path.join(out, "bootsel.mpy"),
+                    os.path.join(ROOT, "bootsel.py")], check=True)
+    n += 1
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print("bundle: %d modules compiled, %d bytes in %s" % (n, size, out))
     if romfs:

@@ -8,6 +8,10 @@ import sys
 
 
 def run(modname, names):
+    try:
+        import _frozen_sim  # noqa: F401  (32-bit binaries: the simulator from the frozen image)
+    except ImportError:
+        pass
     mod = __import__(modname)
     if not names:
         names = sorted(n for n in dir(mod) if n.startswith("test_"))

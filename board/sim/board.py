@@ -22,7 +22,8 @@ class SimRfid:
 
 class SimBoard(BoardSupport):
     def __init__(self, clock, plant=None, serial="SIM0001", reset_cause="power_on", storage_root="build/sim/flash",
-                 tethered_a=None, hw_max_a=circuit.HW_MAX_A, phases=circuit.PHASES):
+                 tethered_a=None, hw_max_a=circuit.HW_MAX_A, phases=circuit.PHASES, direct_pilot=False,
+                 unix_time=None):
         if plant is None:
             plant = Plant()
         plant.attach_clock(clock)
@@ -33,7 +34,13 @@ class SimBoard(BoardSupport):
         self._reset_cause = reset_cause
         self.storage_root = storage_root
         self._tethered_a = tethered_a
+        if unix_time is not None:  # the host's clock stands in for NTP: `ts` fields are known
+            self.unix_time = unix_time
         BoardSupport.__init__(self, machine, hw_max_a, phases, socket=tethered_a is None)
+        if direct_pilot:  # long core tests: plateaus straight from the plant (board/sim/direct_pilot.py)
+            from board.sim.direct_pilot import DirectPilot
+
+            self.pilot = DirectPilot(self.pilot.pwm, self.pilot.adc, circuit.pilot_cal(), plant)
         self.rfid = SimRfid(plant)
         self.wdt = machine.WDT(timeout=10000)
 

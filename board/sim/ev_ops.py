@@ -16,7 +16,6 @@ def _apply(plant, doc):
         return "bad_request: op must be a JSON object"
     op = doc.get("op")
     plant.sync_now()
-    ev = plant.ev
     if op == "plug":
         cable = _integral(doc.get("cable_a"))
         if cable is not None and (_not_int(cable) or cable not in CABLE_OHMS):
@@ -31,33 +30,21 @@ def _apply(plant, doc):
         sleepy = doc.get("sleep", False)
         if not isinstance(charge, bool) or not isinstance(sleepy, bool):
             return "bad_request: charge and sleep must be booleans"
-        if ev.plugged:
-            plant.unplug()
-        ev.plugged = True
-        ev.cable_a = cable
-        ev.phases = phases
-        ev.max_a = float(max_a)
-        ev.charge = charge
-        ev.sleepy = sleepy
-        ev.awake = not sleepy
-        ev.wake_stage = 0
-        ev.s2 = False
-        ev.cur_a = 0.0
-        ev.draw_override = None
+        plant.plug(cable, phases, float(max_a), charge, sleepy)
     elif op == "unplug":
         plant.unplug()
     elif op == "charge":
         on = doc.get("on")
         if not isinstance(on, bool):
             return "bad_request: on must be a boolean"
-        ev.charge = on
+        plant.set_charge(on)
     elif op == "draw":
         if "a" not in doc:
             return "bad_request: a is required (a number, or null)"
         a = doc["a"]
         if a is not None and (_not_num(a) or not 0 <= a <= 100):
             return "out_of_range: a must be 0..100 or null"
-        ev.draw_override = None if a is None else float(a)
+        plant.set_draw(None if a is None else float(a))
     elif op == "fault":
         kind = doc.get("kind")
         on = doc.get("on")
@@ -65,17 +52,12 @@ def _apply(plant, doc):
             return "out_of_range: unknown fault kind %s" % (kind,)
         if not isinstance(on, bool):
             return "bad_request: on must be a boolean"
-        plant._integrate()
-        plant.faults[kind] = on
-        if kind in ("weld", "stuck_open"):
-            plant._set_contacts(plant.contactor_cmd if not on or kind == "stuck_open" else plant.contactor_closed)
-        if kind == "rcd_selftest":
-            plant._rcd_test_eval()
+        plant.set_fault(kind, on)
     elif op == "tag":
         uid = doc.get("id")
         if not isinstance(uid, str) or not 1 <= len(uid) <= 32:
             return "bad_request: id must be a non-empty string (<= 32 chars)"
-        plant._tag = uid
+        plant.present_tag(uid)
     else:
         return "unknown_op: %s" % (op,)
     plant.refresh()

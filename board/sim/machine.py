@@ -206,12 +206,6 @@ class WDT:
         self.feeds += 1
         self.last_feed_ms = self._plant.now_ms()
 
-    def starved(self):
-        """True when not fed within `timeout` (the simulator may treat that as a watchdog reset)."""
-        from firmware.ticks import ticks_diff
-
-        return ticks_diff(self._plant.now_ms(), self.last_feed_ms) > self.timeout
-
 
 def reset():
     raise SystemExit(75)

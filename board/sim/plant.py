@@ -77,7 +77,7 @@ class Plant(PlantIO):
         self.grid_v = list(grid_v)
         self.grid_on = True
         self.has_phase_relay = phase_relay
-        self._rng = seed & 0x7FFFFFFF or 1
+        self._rng = seed % 65537 or 1
         self.ev = Vehicle()
         self.faults = {}
         for k in FAULT_KINDS:
@@ -230,8 +230,10 @@ class Plant(PlantIO):
         return [self.grid_v[ph] - 0.05 * self.draw_a[ph] for ph in range(3)]
 
     def _noise(self, amp):
-        self._rng = (self._rng * 1103515245 + 12345) & 0x7FFFFFFF
-        return (self._rng >> 8) % (2 * amp + 1) - amp
+        # the ZX81 generator: every product stays below 2**23, a small int on a 32-bit port too, so
+        # the simulated ADC allocates nothing there (an ESP32-sized port ends small ints at 2**30)
+        self._rng = (self._rng * 75 + 74) % 65537
+        return self._rng % (2 * amp + 1) - amp
 
     # -- control pilot ------------------------------------------------------------------------------
     def pwm_write(self, pin, freq, duty, active):
@@ -299,9 +301,12 @@ class Plant(PlantIO):
             v = self._cp_lo_uv
         else:
             v = self._cp_hi_uv
-        self._rng = (self._rng * 1103515245 + 12345) & 0x7FFFFFFF
-        n = self.cp_noise_uv
-        return v + (self._rng >> 8) % (2 * n + 1) - n
+        return v + self._noise(self.cp_noise_uv)
+
+    def cp_plateau_uv(self, high):
+        """The high (or low) plateau at the CP sense node now (uV), without noise."""
+        self.sync_now()
+        return self._cp_hi_uv if high else self._cp_lo_uv
 
     def offered_a(self):
         if self._cp_mode != _MODE_PWM:
@@ -411,6 +416,37 @@ class Plant(PlantIO):
             "draw_a": [round(a, 1) for a in self.draw_a],
             "contactor_out": self.contactor_closed,
         }
+
+    def plug(self, cable_a, phases, max_a, charge, sleepy):
+        """A vehicle plugged in (cable_a None: on the board's tethered cable)."""
+        ev = self.ev
+        if ev.plugged:
+            self.unplug()
+        ev.plugged = True
+        ev.cable_a = cable_a
+        ev.phases = phases
+        ev.max_a = max_a
+        ev.charge = charge
+        ev.sleepy = sleepy
+        ev.awake = not sleepy
+        ev.wake_stage = 0
+        ev.s2 = False
+        ev.cur_a = 0.0
+        ev.draw_override = None
+
+    def set_charge(self, on):
+        self.ev.charge = on  # S2 when it sees a PWM
+
+    def set_draw(self, a):
+        self.ev.draw_override = a  # None: follows the PWM
+
+    def set_fault(self, kind, on):
+        self._integrate()
+        self.faults[kind] = on
+        if kind in ("weld", "stuck_open"):
+            self._set_contacts(self.contactor_cmd if not on or kind == "stuck_open" else self.contactor_closed)
+        if kind == "rcd_selftest":
+            self._rcd_test_eval()
 
     def unplug(self):
         ev = self.ev

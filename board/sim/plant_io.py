@@ -118,6 +118,9 @@ class PlantIO:
                 rbuf[k] = 0xFF  # nobody drives MISO: pulled up
 
     # -- RFID ---------------------------------------------------------------------------------------
+    def present_tag(self, uid):
+        self._tag = uid  # the reader delivers it once
+
     def pop_tag(self):
         t = self._tag
         self._tag = None

@@ -188,7 +188,7 @@ class Status:
 
 class BenchProbe:
     """Benchmarks only (tools/bench.py), enabled by the environment variable SIM_BENCH: an `@bench` line
-    a second with the longest fast-loop gap in that second (app.max_gap_ms is read and reset) and the
+    a second with the longest fast-loop gap in that second (app.take_max_gap()) and the
     heap in use. SIM_BENCH=mem also runs gc.collect() at every slow tick and reports the high-water of
     the live heap (`live_max`); that costs loop time, so it is not for gap measurements."""
 
@@ -211,8 +211,7 @@ class BenchProbe:
             return
         self.last = now
         app = self.app
-        gap = app.max_gap_ms
-        app.max_gap_ms = 0
+        gap = app.take_max_gap()
         if gap > self.gap_max:
             self.gap_max = gap
         doc = {"up_ms": app.station.up_ms(now), "gap_ms": gap, "gap_max_ms": self.gap_max, "mem_alloc": gc.mem_alloc(),
@@ -236,13 +235,29 @@ def _getenv(name):
         return None
 
 
+SIM_FLASH_BYTES = 2 * 1024 * 1024  # the state dir stands for a 2 MB LittleFS partition
+
+
+def _trust(app, opts):
+    # contract v1.1 provisioning: --cmd-key HEX, --update-pubkey FILE (the release key's public half)
+    if "cmd-key" not in opts and "update-pubkey" not in opts:
+        return
+    from firmware import trust
+    from firmware.update import tree_bytes
+
+    root = opts["state-dir"]
+    pem = read_file(opts["update-pubkey"]) if "update-pubkey" in opts else None
+    ca = read_file(opts["tls-ca"]) if "tls-ca" in opts else None
+    trust.attach(app, opts.get("cmd-key"), pem, ca, "sim", lambda: SIM_FLASH_BYTES - tree_bytes(root))
+
+
 def main():
     opts = parse_args(sys.argv[1:])
     sid = opts["id"]
     clock = RealClock()
     plant = TimedPlant(clock)
-    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"])
-    board.unix_time = _unix_time  # the host's clock stands in for NTP: `ts` fields are known
+    board = SimBoard(clock, plant, serial=sid, reset_cause=opts["reset-cause"], storage_root=opts["state-dir"],
+                     unix_time=_unix_time)
     first = None
     if "settings" in opts:
         first = json.loads(read_file(opts["settings"]))
@@ -260,6 +275,7 @@ def main():
         evo.pop("tls-ca", None)  # the CA is the central system's (wss); the vehicle's broker is plain
         ev_link = make_link(evo, sid + "-ev", ["sim/" + sid + "/ev"], None, "ev-broker")
     app = App(board, link, serial=sid, prefix=prefix, first_settings=first, backend=backend)
+    _trust(app, opts)
     app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state"))
     if opts.get("status"):
         app.hooks.append(Status(app))

@@ -1,11 +1,15 @@
 """tools/cloud: run the reference cloud for one installation, or send one command to a charger.
 
     tools/cloud --broker HOST:PORT --installation FILE [--sessions FILE] [--period S] [--ttl S] [--view]
-    tools/cloud --broker HOST:PORT cmd SERIAL OP [--auth-id ID] [--settings JSON] [--session-id ID]
+    tools/cloud --broker HOST:PORT cmd SERIAL OP [--auth-id ID] [--settings JSON] [--session-id ID] [--url URL]
 
 OP: authorize (--auth-id), deauthorize, stop, resume, restart, set (--settings '{"max_current_a":16}'),
-settings (set with --settings, get without), get, session_ack (--session-id). Prints the reply; the
-exit status is 0 for ok, 1 for an error reply, 2 for no reply.
+settings (set with --settings, get without), get, session_ack (--session-id), update (--url of a
+tools/release manifest), factory_reset, offboard (the ownership-transfer sequence: set authentication
+required on, standalone off and a valid max current (--max-current, default 16), delete the retained
+config, factory reset). Prints the reply (each reply for offboard); the exit status is 0 for ok, 1
+for an error reply, 2 for no reply. --keys FILE ({"SERIAL": "<cmd_key hex>"}) signs every limit, cmd
+and config to those chargers (contract v1.1), for the cloud and for cmd alike.
 """
 
 import argparse
@@ -16,8 +20,10 @@ import time
 
 from .balancer import BalancerParams
 from .cloud import Cloud, send_command
+from .signing import load_keys
 
-OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "settings", "get", "session_ack")
+OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "settings", "get", "session_ack", "update",
+       "factory_reset", "offboard")
 
 
 def main(argv=None):
@@ -32,6 +38,7 @@ def main(argv=None):
     ap.add_argument("--hold", type=float, default=12.0, help="s a lowered lease still counts (default 12)")
     ap.add_argument("--min-run", type=float, default=120.0, help="s a started charger keeps its slot (default 120)")
     ap.add_argument("--view", action="store_true", help="live terminal view")
+    ap.add_argument("--keys", help="JSON file {serial: cmd_key hex}: sign what goes to those chargers")
     sub = ap.add_subparsers(dest="action")
     cp = sub.add_parser("cmd", help="send one command to a charger and print the reply")
     cp.add_argument("serial")
@@ -39,8 +46,14 @@ def main(argv=None):
     cp.add_argument("--auth-id")
     cp.add_argument("--settings", help="JSON object of settings for set")
     cp.add_argument("--session-id")
+    cp.add_argument("--url", help="manifest URL for update")
+    cp.add_argument("--max-current", type=float, default=16, help="max_current_a set by offboard (default 16)")
     cp.add_argument("--timeout", type=float, default=15.0)
     a = ap.parse_args(argv)
+    try:
+        keys = load_keys(a.keys)
+    except (OSError, ValueError) as e:
+        ap.error("--keys: %s" % e)
 
     if a.action == "cmd":
         fields = {}
@@ -62,16 +75,29 @@ def main(argv=None):
             if not a.session_id:
                 ap.error("session_ack needs --session-id")
             fields["session_id"] = a.session_id
-        try:
-            reply = send_command(a.broker, a.serial, op, fields, prefix=a.prefix, timeout=a.timeout)
-        except (OSError, RuntimeError) as e:
-            print("error: %s" % e, file=sys.stderr)
-            return 2
-        if reply is None:
-            print("no reply from %s within %g s" % (a.serial, a.timeout), file=sys.stderr)
-            return 2
-        print(json.dumps(reply, indent=1))
-        return 0 if reply.get("ok") else 1
+        if op == "update":
+            if not a.url:
+                ap.error("update needs --url")
+            fields["url"] = a.url
+        steps = [(op, fields, False)]
+        if op == "offboard":
+            steps = [("set", {"settings": {"auth_required": True, "standalone": False,
+                                           "max_current_a": a.max_current}}, False),
+                     ("factory_reset", {}, True)]
+        for step_op, step_fields, clear in steps:
+            try:
+                reply = send_command(a.broker, a.serial, step_op, step_fields, prefix=a.prefix, timeout=a.timeout,
+                                     keys=keys, clear_config=clear)
+            except (OSError, RuntimeError) as e:
+                print("error: %s" % e, file=sys.stderr)
+                return 2
+            if reply is None:
+                print("no reply from %s to %s within %g s" % (a.serial, step_op, a.timeout), file=sys.stderr)
+                return 2
+            print(json.dumps(reply, indent=1))
+            if not reply.get("ok"):
+                return 1
+        return 0
 
     if not a.installation:
         ap.error("--installation is required to run the cloud")
@@ -82,7 +108,7 @@ def main(argv=None):
         view = View()
     logs = []
     cloud = Cloud(a.broker, a.installation, prefix=a.prefix, sessions_path=a.sessions, params=params,
-                  log=(logs.append if view else lambda s: print(s, flush=True)))
+                  log=(logs.append if view else lambda s: print(s, flush=True)), keys=keys)
     signal.signal(signal.SIGTERM, lambda *_: cloud.stopping.set())
     cloud.start()
     print("cloud: %s, %d chargers, broker %s" % (cloud.inst.name, len(cloud.inst.chargers), a.broker), flush=True)

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 
 from . import installation
 from .balancer import Balancer, BalancerParams
+from .signing import Signer
 
 SEQ_EPOCH = 1700000000  # limit seq = deciseconds since then: increasing across cloud restarts
 
@@ -69,8 +70,9 @@ class SessionStore:
 
 class Cloud:
     def __init__(self, broker, inst_path, prefix="evse", sessions_path=None, params=BalancerParams(),
-                 log=print, client_id=None):
+                 log=print, client_id=None, keys=None):
         self.host, self.port = parse_broker(broker)
+        self.signer = Signer(keys or {})
         self.inst_path = inst_path
         self.inst_mtime = os.stat(inst_path).st_mtime
         self.inst = installation.load(inst_path)
@@ -120,13 +122,15 @@ class Cloud:
 
     def push_configs(self):
         for serial, cfg in self.inst.chargers.items():
-            self.client.publish("%s/%s/config" % (self.prefix, serial), json.dumps(self.config_doc(cfg)),
+            self.client.publish("%s/%s/config" % (self.prefix, serial),
+                                self.signer.wrap(serial, "config", json.dumps(self.config_doc(cfg))),
                                 qos=1, retain=True)
 
     def command(self, serial, op, **fields):
         doc = {"id": "cloud-%d-%d" % (os.getpid(), next(self.cmd_ids)), "op": op}
         doc.update(fields)
-        self.client.publish("%s/%s/cmd" % (self.prefix, serial), json.dumps(doc), qos=1)
+        self.client.publish("%s/%s/cmd" % (self.prefix, serial), self.signer.wrap(serial, "cmd", json.dumps(doc)),
+                            qos=1)
         return doc["id"]
 
     # ---- inbound (loop thread)
@@ -222,7 +226,8 @@ class Cloud:
             with self.lock:
                 msgs = self.balancer.step(now)
             for serial, payload in msgs:
-                self.client.publish("%s/%s/limit" % (self.prefix, serial), json.dumps(payload), qos=1)
+                self.client.publish("%s/%s/limit" % (self.prefix, serial),
+                                    self.signer.wrap(serial, "limit", json.dumps(payload)), qos=1)
                 self.sent += 1
 
     def start(self):
@@ -245,8 +250,9 @@ class Cloud:
             self.client.loop_stop()
 
 
-def send_command(broker, serial, op, fields, prefix="evse", timeout=15.0):
-    """One command over the contract; returns the reply document (or None on timeout)."""
+def send_command(broker, serial, op, fields, prefix="evse", timeout=15.0, keys=None, clear_config=False):
+    """One command over the contract; returns the reply document (or None on timeout). clear_config:
+    delete the retained `config` first (offboarding: it must not come back after a factory reset)."""
     host, port = parse_broker(broker)
     cid = "cli-%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
     got = {}
@@ -275,9 +281,11 @@ def send_command(broker, serial, op, fields, prefix="evse", timeout=15.0):
     try:
         if not ready.wait(5):
             raise RuntimeError("no connection to the broker at %s" % broker)
+        if clear_config:
+            c.publish("%s/%s/config" % (prefix, serial), b"", qos=1, retain=True).wait_for_publish(5)
         doc = {"id": cid, "op": op}
         doc.update(fields)
-        c.publish("%s/%s/cmd" % (prefix, serial), json.dumps(doc), qos=1)
+        c.publish("%s/%s/cmd" % (prefix, serial), Signer(keys or {}).wrap(serial, "cmd", json.dumps(doc)), qos=1)
         done.wait(timeout)
         return got.get("reply")
     finally:
