@@ -16,7 +16,6 @@ from charger_rig import Rig  # noqa: E402
 
 from firmware.ocpp_smart import format_time  # noqa: E402
 from firmware.storage import Storage  # noqa: E402
-from firmware.ticks import ticks_add  # noqa: E402
 from mpcompat import TempDir  # noqa: E402
 
 T_UNIX = 1764752400
@@ -69,21 +68,25 @@ class WsQueue:
 
 
 class Vehicle(Rig):
-    """charger_rig's vehicle on the Station's charger; the events stay for the Station."""
+    """charger_rig's simulated vehicle and board on the Station's charger; the events stay for the
+    Station, and the lifetime register continues from what the Station persisted (e0)."""
+
+    e0 = 0
 
     def step(self):
-        self._vehicle()
-        self.ch.tick(self.now, self.inp)
-        if self.ch.selftest_req:
-            self.inp.rcd_selftest = None
-            self._st_due = self.now
+        self._read()
+        inp = self.inp
+        inp.energy_wh += self.e0
+        ch = self.ch
+        ch.tick(self.now, inp)
+        ch.drive(self.board, self.now)
         m = self.meter
-        m.energy_wh = self.inp.energy_wh
+        m.energy_wh = inp.energy_wh
         m.ok = True
         for k in range(3):
-            m.i_da[k] = self.inp.i_da[k]
-            m.i_a[k] = self.inp.i_da[k] / 10
-        self.now = ticks_add(self.now, self.dt)
+            m.i_da[k] = inp.i_da[k]
+            m.i_a[k] = inp.i_da[k] / 10
+        self.clock.advance(self.dt)
 
 
 class Bench:
@@ -103,6 +106,7 @@ class Bench:
         self.v.inp = self.st.inp
         self.v.meter = caps.meter
         self.v.inp.energy_wh = self.st.energy_wh_persisted
+        self.v.e0 = self.st.energy_wh_persisted
         self.calls = []  # (action, payload) of every CALL of the charger
         self.answers = []  # CALLRESULT / CALLERROR frames of the charger
         self.txid = 40
