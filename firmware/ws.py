@@ -241,11 +241,54 @@ def parse_url(url):
     return tls, host, port, path
 
 
+_M32 = 0xFFFFFFFF
+
+
+def sha1(data):
+    """SHA-1 digest (FIPS 180-4) for MicroPython builds whose hashlib has none (built without a TLS
+    library: the 32-bit test ports); the ESP32's hashlib has it. Only the handshake uses it."""
+    h = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
+    n = len(data)
+    data = bytes(data) + b"\x80" + bytes((55 - n) % 64) + (n * 8).to_bytes(8, "big")
+    for off in range(0, len(data), 64):
+        w = [int.from_bytes(data[off + 4 * i:off + 4 * i + 4], "big") for i in range(16)]
+        for i in range(16, 80):
+            x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
+            w.append(((x << 1) | (x >> 31)) & _M32)
+        a, b, c, d, e = h
+        for i in range(80):
+            if i < 20:
+                f = (b & c) | ((b ^ _M32) & d)
+                k = 0x5A827999
+            elif i < 40:
+                f = b ^ c ^ d
+                k = 0x6ED9EBA1
+            elif i < 60:
+                f = (b & c) | (b & d) | (c & d)
+                k = 0x8F1BBCDC
+            else:
+                f = b ^ c ^ d
+                k = 0xCA62C1D6
+            t = ((((a << 5) | (a >> 27)) & _M32) + f + e + k + w[i]) & _M32
+            e = d
+            d = c
+            c = ((b << 30) | (b >> 2)) & _M32
+            b = a
+            a = t
+        h = [(h[0] + a) & _M32, (h[1] + b) & _M32, (h[2] + c) & _M32, (h[3] + d) & _M32, (h[4] + e) & _M32]
+    return b"".join(x.to_bytes(4, "big") for x in h)
+
+
+def _sha1_digest(data):
+    f = getattr(hashlib, "sha1", None)
+    return f(data).digest() if f is not None else sha1(data)
+
+
 def accept_for(key):
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key (bytes or str)."""
     if isinstance(key, str):
         key = key.encode()
-    return binascii.b2a_base64(hashlib.sha1(key + GUID).digest()).strip().decode()
+    return binascii.b2a_base64(_sha1_digest(key + GUID)).strip().decode()
 
 
 def handshake_request(host, port, path, key, protocol, user=None, password=None):

@@ -179,6 +179,19 @@ def test_handshake_key_accept_and_subprotocol():
         raises(ws.WsError, ws.check_handshake, b, key, "ocpp1.6")
 
 
+def test_sha1_fallback():
+    # FIPS 180-4 examples, and the padding edges against hashlib where the port has it
+    assert ws.sha1(b"abc").hex() == "a9993e364706816aba3e25717850c26c9cd0d89d"
+    assert ws.sha1(b"").hex() == "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    msg = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+    assert ws.sha1(msg).hex() == "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+    import hashlib
+
+    if hasattr(hashlib, "sha1"):
+        for n in (1, 55, 56, 63, 64, 65, 119, 120, 1000):
+            assert ws.sha1(b"x" * n) == hashlib.sha1(b"x" * n).digest(), n
+
+
 def test_urls():
     assert ws.parse_url("ws://127.0.0.1:9000/ocpp") == (False, "127.0.0.1", 9000, "/ocpp")
     assert ws.parse_url("wss://cs.example.net/ocpp/16") == (True, "cs.example.net", 443, "/ocpp/16")
