@@ -2,7 +2,8 @@
 # /provision.json (written once per board, see README):
 #   {"serial": "ZAP012345", "mqtt_prefix": "evse", "broker": "mqtt.example.net:8883",
 #    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."},
-#    "cmd_key": "<64 hex digits>", "update_pubkey": "/release.pub.pem"}   (contract v1.1, optional)
+#    "cmd_key": "<64 hex digits>", "update_pubkey": "/release.pub.pem",   (contract v1.1, optional)
+#    "ha_discovery": false, "ha_prefix": "homeassistant"}   (Home Assistant discovery: firmware/ha.py)
 # or, for OCPP 1.6J (docs/ocpp.md): "backend": "ocpp", "ocpp_url": "wss://cs.example.net/ocpp",
 #    "ocpp_password": "..." (optional, HTTP Basic as SERIAL:password), "ca": "/ca.pem" for wss://
 import json
@@ -98,10 +99,11 @@ def start():
         link = Link(serial, host, int(port or (8883 if cadata else 1883)),
                     subscriptions=t.inbound(), user=prov.get("username"), password=prov.get("password"),
                     cadata=cadata, online_topic=t.online)
+    ha_prefix = prov.get("ha_prefix", "homeassistant") if prov.get("ha_discovery") else None
     backend = None
     if prov.get("backend") == "ocpp":  # OCPP 1.6J instead of the MQTT contract (docs/ocpp.md)
         link, backend = _ocpp(prov, serial)
-    app = App(board, link, serial=serial, prefix=prefix, backend=backend)
+    app = App(board, link, serial=serial, prefix=prefix, ha_prefix=ha_prefix, backend=backend)
     if prov.get("cmd_key") or prov.get("update_pubkey"):
         from firmware import trust
 

@@ -12,13 +12,15 @@ GROUPS = (
     ("core", ("firmware.ticks", "firmware.units", "firmware.iec61851", "firmware.safety", "firmware.monitor",
               "firmware.lease", "firmware.arbitration", "firmware.pilot_machine", "firmware.session",
               "firmware.charger")),
-    ("app", ("firmware.settings", "firmware.storage", "firmware.sessions", "firmware.app")),
+    ("app", ("firmware.settings", "firmware.storage", "firmware.sessions", "firmware.app", "firmware.panel")),
     ("cloud", ("firmware.protocol", "firmware.cloud")),
+    ("ha", ("firmware.ha",)),  # loaded only when Home Assistant discovery is provisioned
     ("link", ("firmware.mqtt_socket", "firmware.link", "umqtt.simple")),
     ("drivers", ("drivers.pilot", "drivers.contactor", "drivers.rcd", "drivers.atm90e32", "drivers.ntc",
-                 "drivers.proximity", "drivers.button", "drivers.status_led", "board.circuit")),
+                 "drivers.proximity", "drivers.button", "drivers.status_led", "drivers.pn532", "board.circuit")),
     ("sim_only", ("board.sim.machine", "board.sim.meter_model", "board.sim.plant_io", "board.sim.plant",
-                  "board.sim.ev_ops", "board.sim.clock", "board.sim.board", "board.sim.runner")),
+                  "board.sim.ev_ops", "board.sim.clock", "board.sim.neopixel", "board.sim.pn532_sim",
+                  "board.sim.board", "board.sim.runner")),
 )
 
 

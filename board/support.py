@@ -4,6 +4,8 @@
 # pins of board/circuit.py. A new board subclasses it (or provides the same methods).
 #
 #   capabilities   hw_max_a, phases, tethered_a (None: a socket with a PP line), meter, rfid
+#   local face     led (drivers.status_led on a WS2812), button (drivers.button), driven by
+#                  firmware/panel.py from the slow work
 #   read(inp, now) the fast inputs: CP letter and diode, contactor sense, RCD lines, self-test result
 #   read_pp(inp), read_temp(inp)   the slow inputs
 #   pwm_on(duty_pm), x1(), f()     the pilot: PWM, steady +12 V, steady -12 V
@@ -15,11 +17,13 @@
 # not written again.
 from board import circuit
 from drivers.atm90e32 import ATM90E32
+from drivers.button import Button
 from drivers.contactor import Contactor
 from drivers.ntc import NTC
 from drivers.pilot import MODE_HIGH, MODE_LOW, Pilot
 from drivers.proximity import Proximity
 from drivers.rcd import RCD
+from drivers.status_led import StatusLed
 
 
 class BoardSupport:
@@ -52,7 +56,24 @@ class BoardSupport:
                        Pin(circuit.PIN_RCD_TEST, Pin.OUT, value=0), True)
         self.temp = NTC(adc(circuit.PIN_NTC_ADC), circuit.NTC_R_FIXED, circuit.NTC_R25, circuit.NTC_BETA,
                         circuit.VREF_MV)
-        self.rfid = None  # a reader driver with poll() -> uid or None, where the board has one
+        self.rfid = self.make_rfid(machine)  # poll(now_ms) -> uid or None; fault None or "reader"
+        self.led = StatusLed(self.make_pixels(Pin(circuit.PIN_LED, Pin.OUT, value=0)))
+        self.button = Button(Pin(circuit.PIN_BUTTON, Pin.IN, Pin.PULL_UP), True, 30, circuit.BUTTON_LONG_MS,
+                             circuit.BUTTON_SHORT_MAX_MS)
+
+    # ---- what a board may build differently ---------------------------------------------------------
+    def make_rfid(self, machine):
+        """The PN532 on HSU (docs/hardware.md); a board without a reader returns None."""
+        uart = machine.UART(circuit.RFID_UART_ID, baudrate=circuit.RFID_BAUD, tx=circuit.PIN_RFID_TX,
+                            rx=circuit.PIN_RFID_RX, rxbuf=circuit.RFID_RXBUF, timeout=0, timeout_char=0)
+        from drivers.pn532 import PN532  # here: the simulated board builds its reader its own way
+
+        return PN532(uart)  # timeout=0: a read never waits, the driver polls any()
+
+    def make_pixels(self, pin):
+        import neopixel  # a module of its own on MicroPython, not part of `machine`
+
+        return neopixel.NeoPixel(pin, circuit.LED_PIXELS)
 
     # ---- inputs ------------------------------------------------------------------------------------
     def read(self, inp, now):

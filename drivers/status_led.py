@@ -1,48 +1,52 @@
-# Status LED: one pin, a blink pattern per charger mode. update(now_ms) is cheap and allocates nothing.
+# Status LED: one WS2812 pixel (a `neopixel.NeoPixel`, or anything with `np[i] = (r, g, b)` and
+# `write()`: an RGB LED on three PWM pins fits behind the same two calls), steady or blinking.
+# show(rgb, on_ms, off_ms, now_ms) sets the pattern, update(now_ms) writes the pixel only when what
+# it shows changes. Neither allocates: rgb is a tuple the caller keeps (firmware/panel.py holds its
+# colours as constants), and the pixel is compared by identity, not by value.
 from drivers.ticks import ticks_diff
 
-TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
-if TYPE_CHECKING:
-    from machine import Pin  # noqa: F401  (used in type comments)
-
-# mode -> (on_ms, off_ms); off_ms 0 = steady on, on_ms 0 = off
-_PATTERNS = {
-    "disconnected": (50, 2950),
-    "connected_requesting": (500, 500),
-    "connected_charging": (1000, 0),
-    "connected_finished": (1500, 500),
-    "fault": (100, 100),
-    "disabled": (0, 1000),
-}
-_DEFAULT = (200, 800)
+OFF = (0, 0, 0)
 
 
 class StatusLed:
-    def __init__(self, pin, active_high=True):
-        self.pin = pin  # type: Pin
-        self._on = 1 if active_high else 0
-        self.mode = None
-        self._on_ms, self._off_ms = _DEFAULT
+    def __init__(self, np, index=0):
+        """np: the pixel strip (neopixel.NeoPixel(Pin(n), 1) on the ESP32)."""
+        self.np = np
+        self.index = index
+        self.rgb = OFF  # the pattern's colour
+        self.on_ms = 0  # 0: dark
+        self.off_ms = 0  # 0: steady
         self._t0 = 0
-        self.lit = False
-        pin.value(1 - self._on)
+        self.shown = None  # the colour the pixel shows now (rgb or OFF); None until written
+        self.writes = 0
+        self.update(0)
 
-    def set_mode(self, mode, now_ms=0):
-        if mode == self.mode:
+    def show(self, rgb, on_ms, off_ms, now_ms):
+        """Colour rgb, on for on_ms then off for off_ms (off_ms 0: steady; on_ms 0: dark). The same
+        pattern again keeps its phase, so a caller may set it on every pass."""
+        if rgb is self.rgb and on_ms == self.on_ms and off_ms == self.off_ms:
             return
-        self.mode = mode
-        self._on_ms, self._off_ms = _PATTERNS.get(mode, _DEFAULT)
+        self.rgb = rgb
+        self.on_ms = on_ms
+        self.off_ms = off_ms
         self._t0 = now_ms
+        self.update(now_ms)
 
     def update(self, now_ms):
-        on_ms = self._on_ms
-        off_ms = self._off_ms
-        if on_ms == 0:
-            lit = False
-        elif off_ms == 0:
-            lit = True
+        on_ms = self.on_ms
+        off_ms = self.off_ms
+        if on_ms <= 0:
+            c = OFF
+        elif off_ms <= 0:
+            c = self.rgb
         else:
-            lit = ticks_diff(now_ms, self._t0) % (on_ms + off_ms) < on_ms
-        if lit != self.lit:
-            self.lit = lit
-            self.pin.value(self._on if lit else 1 - self._on)
+            c = self.rgb if ticks_diff(now_ms, self._t0) % (on_ms + off_ms) < on_ms else OFF
+        if c is not self.shown:
+            self.shown = c
+            self.np[self.index] = c
+            self.np.write()
+            self.writes += 1
+
+    @property
+    def lit(self):
+        return self.shown is not None and self.shown is not OFF

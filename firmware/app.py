@@ -35,7 +35,8 @@ def _log_exception(e):
 
 
 class App:
-    def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None, backend=None):
+    def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None, ha_prefix=None,
+                 backend=None):
         """backend: None for the MQTT contract (firmware/cloud.py on `link`), or a factory
         (station, link) -> backend, e.g. firmware.ocpp.Ocpp on a firmware.ws.WsLink."""
         self.board = board
@@ -84,7 +85,14 @@ class App:
         elif link is not None:
             from firmware.cloud import Cloud
 
-            self.cloud = Cloud(st, link, prefix)
+            self.cloud = Cloud(st, link, prefix, ha_prefix)  # ha_prefix: Home Assistant discovery
+        self.panel = None  # the status LED and the front button (firmware/panel.py)
+        led = getattr(board, "led", None)
+        button = getattr(board, "button", None)
+        if led is not None or button is not None:
+            from firmware.panel import Panel
+
+            self.panel = Panel(st, led, button, link)
 
     # ---- fast path ----------------------------------------------------------------------------
     def fast_tick(self, now):
@@ -126,10 +134,14 @@ class App:
             self._meter_con = closed
             self.meter.read(now)
             st.meter_read(self.meter)
-        if b.rfid is not None:
-            uid = b.rfid.poll()
+        rfid = b.rfid
+        if rfid is not None:
+            uid = rfid.poll(now)
+            inp.reader_ok = rfid.fault is None  # the core's `reader` fault (firmware/safety.py)
             if uid:
                 self.charger.present_tag(now, uid)
+        if self.panel is not None:
+            self.panel.service(now)
         if st.drain_events(now, self.cloud):
             self._last_checkpoint = now
         if self.sessions.current is not None and ticks_diff(now, self._last_checkpoint) >= CHECKPOINT_MS:

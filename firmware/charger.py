@@ -32,6 +32,7 @@ class Inputs:
         self.i_da = [0, 0, 0]
         self.meter_ok = True
         self.energy_wh = 0
+        self.reader_ok = True  # the RFID reader answers (slow work; no reader: True)
 
 
 class Charger:

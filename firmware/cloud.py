@@ -13,7 +13,8 @@ SESSIONS_PER_ROUND = 8  # pending session records queued per (re)send round
 
 
 class Cloud:
-    def __init__(self, station, link, prefix="evse"):
+    def __init__(self, station, link, prefix="evse", ha_prefix=None):
+        """ha_prefix: Home Assistant discovery under this prefix (provisioning), None: off."""
         self.station = station
         self.link = link
         self.t = protocol.Topics(prefix, station.serial)
@@ -28,6 +29,11 @@ class Cloud:
         self._restarting = False
         self.verifier = None  # firmware/signed.py Verifier when a command key is provisioned
         self.stats = {"rx": 0, "replies": 0, "rejected": 0, "errors": 0}
+        self.ha = None  # Home Assistant discovery (firmware/ha.py), loaded only when provisioned
+        if ha_prefix is not None or station.store.read_json("ha.json", None) is not None:
+            from firmware import ha
+
+            self.ha = ha.attach(self, ha_prefix)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, now_ms):
@@ -43,6 +49,8 @@ class Cloud:
 
     def service(self, now_ms):
         link = self.link
+        if self.ha is not None:
+            self.ha.service(now_ms)
         for _ in range(INBOX_PER_SERVICE):
             m = link.get()
             if m is None:
@@ -141,6 +149,12 @@ class Cloud:
         """Dispatch one received message; never raises."""
         rel = self.t.relative(topic)
         if rel not in protocol.IN_TOPICS:
+            if self.ha is not None:
+                try:
+                    self.ha.handle(topic, rel, payload, now_ms)
+                except Exception as e:  # noqa: BLE001  as below
+                    self.stats["errors"] += 1
+                    self._say("cloud: error handling", topic, repr(e))
             return
         self.stats["rx"] += 1
         try:
@@ -239,15 +253,17 @@ class Cloud:
                 return None, err
             self._applied(now_ms)
             return {"settings": st.settings}, None
-        if op == "restart":
+        if op == "restart" or op == "factory_reset":
+            if op == "factory_reset":
+                err = st.factory_reset()  # the owner's data erased, or (busy, ...) while charging
+                if err is not None:
+                    return None, err
             # the reply goes out first; the app then ends the session, persists, says offline
             # through link.shutdown() and resets
             self._restarting = True
             self.reply(cid, None, None, now_ms)
             st.restart(cid)
             return None, None
-        if op in ("update", "factory_reset"):
-            from firmware import factory  # contract v1.1; loaded only when used (heap)
-
-            return factory.command(self, st, cid, op, args, now_ms)
+        if op == "update":
+            return st.update(cid, args["url"])
         return None, (protocol.UNKNOWN_OP, op)

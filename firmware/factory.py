@@ -5,7 +5,7 @@
 # signed-message counter and the last applied config (msgctr.json), lifetime energy (energy.json),
 # unacknowledged session records, and the application slots.
 from firmware import settings as settings_mod
-from firmware.units import BUSY, NOT_ALLOWED
+from firmware.units import BUSY
 
 
 def erase(station):
@@ -16,25 +16,6 @@ def erase(station):
     up = station.updater
     if up is not None and up.job is not None and up.job.get("phase") != "deferred":
         return (BUSY, "an update is in progress")
-    s = settings_mod.defaults(station.hw_max_a)
-    station.store.write_json("settings.json", s)
     # in effect at once too: a `config` arriving before the reset must not write the old ones back
-    station.settings = s
-    station.charger.apply_settings(s)
+    station.reset_settings(settings_mod.defaults(station.hw_max_a))
     return None
-
-
-def command(cloud, station, cmd_id, op, args, now_ms):
-    """The MQTT backend's `update` and `factory_reset` (firmware/cloud.py): (result, error); a
-    factory reset that goes ahead is replied to here, before the restart, as `restart` is."""
-    if op == "update":
-        if station.updater is None:
-            return None, (NOT_ALLOWED, "no update key provisioned")
-        return station.updater.request(cmd_id, args["url"])
-    err = erase(station)
-    if err is not None:
-        return None, err
-    cloud._restarting = True
-    cloud.reply(cmd_id, None, None, now_ms)
-    station.restart(cmd_id)
-    return None, None

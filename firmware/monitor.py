@@ -72,6 +72,10 @@ class SafetyMonitor:
         else:
             self._oc_on = False
         self._selftest_result(now, inp.rcd_selftest, pm)
+        if not inp.reader_ok:
+            flt.raise_(safety.READER, now)  # no-op while active
+        elif flt.active[safety.READER]:
+            flt.clear(safety.READER)
         if flt.n_active:
             self._clear(now, inp, reading, pm.valid, pp_bad)
         return tripped

@@ -30,6 +30,11 @@ OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_
 
 OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
+# Home Assistant (firmware/ha.py): its controls under <p>/<id>/ (raw payloads as HA sends them: the
+# switch, the number, the buttons), its birth topic and the discovery documents' topics
+HA_IN_TOPICS = ("ha/enabled", "ha/max_current_a", "ha/button")
+HA_STATUS = "%s/status"  # % ha_prefix: `online` when Home Assistant (re)starts
+HA_CONFIG = "%s/%s/%s/%s/config"  # % (ha_prefix, component, node_id, object_id)
 
 
 class ProtocolError(Exception):
@@ -56,8 +61,14 @@ class Topics:
         self.cmd = b + "cmd"
         self.config = b + "config"
 
-    def inbound(self):
-        return [self.limit, self.cmd, self.config]
+
+    def inbound(self, ha=False):
+        """The topics to subscribe; ha: with Home Assistant's controls (HA_IN_TOPICS)."""
+        t = [self.limit, self.cmd, self.config]
+        if ha:
+            for rel in HA_IN_TOPICS:
+                t.append(self.base + rel)
+        return t
 
     def relative(self, topic):
         """'evse/SIM0001/cmd' -> 'cmd'; None for a topic that is not ours."""

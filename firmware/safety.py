@@ -19,8 +19,9 @@ FAULT_NAMES = (
     "overtemp",
     "meter",
     "pp_invalid",
+    "reader",
 )
-N_FAULTS = 13
+N_FAULTS = 14
 RCD_AC = 0
 RCD_DC = 1
 RCD_SELFTEST = 2
@@ -34,6 +35,7 @@ OVERCURRENT = 9
 OVERTEMP = 10
 METER = 11
 PP_INVALID = 12
+READER = 13
 
 # Policies (see docs/charging.md):
 # RETRY: clears RETRY_MS after it was raised once its condition is gone; the (MAX_RETRIES+1)th
@@ -62,12 +64,20 @@ POLICY = (
     POL_COND,  # overtemp
     POL_COND,  # meter
     POL_COND,  # pp_invalid
+    POL_COND,  # reader
 )
 
 # Trip faults open the contactor at once (and show state F >= 300 ms when they hit while the PWM
 # was on or the contactor closed). The others stop gracefully: PWM removed, contactor opened when
 # the vehicle goes to B or after 6 s.
-TRIP = (True, True, True, True, True, True, True, True, True, True, False, False, False)
+TRIP = (True, True, True, True, True, True, True, True, True, True, False, False, False, False)
+
+# Every fault but the RFID reader's blocks: stops charging and makes the mode `fault` (Faults.n_active
+# counts the blocking ones). The reader's does neither: a dead
+# reader takes nothing away from a vehicle that is charging or from a session the cloud or a local
+# setting allows; it is reported (state `faults`, events) so that someone replaces it. With
+# auth_required and no cloud grant, nobody can start a session while it lasts, which is the truth of
+# a charger whose only local way in is broken, not something to enforce (docs/charging.md).
 
 
 def thermal_level(level, temp_dc):
@@ -92,7 +102,7 @@ class Faults:
         self.latched = [False] * N_FAULTS
         self.since = [0] * N_FAULTS
         self.count = [0] * N_FAULTS
-        self.n_active = 0
+        self.n_active = 0  # blocking faults active (BLOCKS)
         self.n_trip = 0
         self.n_latched = 0
         self.names = []  # contract list; a new list on every change
@@ -104,7 +114,8 @@ class Faults:
         for i in range(N_FAULTS):
             if self.active[i]:
                 names.append(FAULT_NAMES[i])
-                n += 1
+                if i != READER:
+                    n += 1
                 if TRIP[i]:
                     t += 1
                 if self.latched[i]:

@@ -16,6 +16,7 @@ from firmware.charger import Charger, Inputs
 from firmware.iec61851 import HIGH, LOW
 from firmware.sessions import SessionLog
 from firmware.ticks import ticks_diff, ticks_ms
+from firmware.units import NOT_ALLOWED
 from firmware.version import VERSION as FW
 
 ENERGY_STEP_WH = 10  # persist the lifetime counter when it grew by this much (or at a checkpoint)
@@ -189,6 +190,31 @@ class Station:
 
     def pending_sessions(self, limit):
         return self.sessions.pending(limit)
+
+    def reset_settings(self, s):
+        """A whole settings document in effect and on flash (the factory reset's defaults)."""
+        self.store.write_json("settings.json", s)
+        self.settings = s
+        self.charger.apply_settings(s)
+
+    def factory_reset(self):
+        """Erase the owner's data (contract v1.1, firmware/factory.py); the caller restarts.
+        None, or (busy, detail) while a vehicle charges or an update runs."""
+        from firmware import factory  # loaded only when used (heap)
+
+        return factory.erase(self)
+
+    def update(self, cmd_id, url):
+        """A field update (firmware/update.py): (result, error) for the command's reply."""
+        if self.updater is None:
+            return None, (NOT_ALLOWED, "no update key provisioned")
+        return self.updater.request(cmd_id, url)
+
+    @property
+    def updating(self):
+        """A field update is past its deferral: downloading, verifying or installing."""
+        up = self.updater
+        return up is not None and up.job is not None and up.job.get("phase") != "deferred"
 
     def charging(self):
         """A vehicle draws (or may draw) power: no factory reset, no switch to a new image."""

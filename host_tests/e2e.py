@@ -35,7 +35,7 @@ CPS = ("A", "B1", "B2", "C1", "C2", "D", "E", "F")
 LIMIT_SRCS = ("cloud", "fallback", "max", "cable", "thermal", "overcurrent", "none")
 AUTH_STATES = ("idle", "pending", "authorized", "denied")
 FAULTS = ("rcd_ac", "rcd_dc", "rcd_selftest", "diode", "cp_short", "cp_invalid", "vent_required",
-          "contactor_welded", "contactor_stuck_open", "overcurrent", "overtemp", "meter", "pp_invalid")
+          "contactor_welded", "contactor_stuck_open", "overcurrent", "overtemp", "meter", "pp_invalid", "reader")
 SETTINGS_KEYS = ("enabled", "max_current_a", "min_current_a", "auth_required", "auth_timeout_s", "standalone",
                  "fallback_current_a", "fallback_phases", "phase_rotation", "local_auth_ids", "state_interval_s",
                  "session_retry_s")
@@ -88,8 +88,9 @@ def wait_until(pred, timeout, what, step=0.05):
 
 class Charger:
     def __init__(self, serial, broker_port, state_dir, settings=None, bundle=False, ev_broker_port=None,
-                 log_dir=None):
+                 log_dir=None, args=()):
         self.serial = serial
+        self.extra = list(args)  # more tools/sim-charger options (--cmd-key, --ha-prefix, ...)
         self.broker_port = broker_port
         self.ev_broker_port = ev_broker_port
         self.state_dir = state_dir
@@ -103,7 +104,6 @@ class Charger:
         self.log_path = os.path.join(log_dir or os.path.dirname(os.path.abspath(state_dir)), serial + ".log")
         self.proc = None
         self._log = None
-        self.extra = []  # more sim-charger options (--cmd-key, --update-pubkey, ...)
 
     def start(self):
         args = [sys.executable, SIM_CHARGER, "--id", self.serial, "--broker", "127.0.0.1:%d" % self.broker_port,
@@ -469,14 +469,15 @@ class Rig:
         self.clients.append(c)
         return c
 
-    def charger(self, serial, settings=None, start=True, port=None, ev_port=None, cloud_port=None, bundle=False):
+    def charger(self, serial, settings=None, start=True, port=None, ev_port=None, cloud_port=None, bundle=False,
+                args=()):
         """A charger and its cloud client (subscribed before the charger starts: nothing is missed).
         port: where the charger's link connects (default the rig's broker; a proxy in front of it);
         ev_port: the vehicle link's broker when it differs; cloud_port: where the cloud listens."""
         port = port or self.broker.port
         cl = self.client(serial, port=cloud_port or self.broker.port)
         ch = Charger(serial, port, os.path.join(self.tmp, serial), settings, bundle=bundle,
-                     ev_broker_port=ev_port, log_dir=self.tmp)
+                     ev_broker_port=ev_port, log_dir=self.tmp, args=args)
         self.chargers.append(ch)
         if start:
             ch.start()

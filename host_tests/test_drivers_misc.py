@@ -79,22 +79,46 @@ def test_ntc_on_the_plant():
     assert abs(b.temp.read() - 250) <= 5
 
 
-def test_status_led_patterns():
-    pin = FakePin()
-    led = StatusLed(pin)
-    led.set_mode("connected_charging", 0)
-    led.update(10)
-    assert pin.level == 1
-    led.set_mode("fault", 100)
-    led.update(150)
-    assert pin.level == 1
-    led.update(250)
-    assert pin.level == 0
-    led.update(310)
-    assert pin.level == 1
-    led.set_mode("disabled", 400)
-    led.update(410)
-    assert pin.level == 0
+class FakePixels:
+    """A one-pixel strip: what was written, and how often."""
+
+    def __init__(self):
+        self.buf = [None]
+        self.shown = None
+        self.writes = 0
+
+    def __setitem__(self, i, v):
+        self.buf[i] = v
+
+    def write(self):
+        self.shown = self.buf[0]
+        self.writes += 1
+
+
+def test_status_led_steady_blink_and_dark():
+    np = FakePixels()
+    led = StatusLed(np)
+    assert np.shown == (0, 0, 0) and not led.lit  # dark from the start
+    blue = (0, 0, 96)
+    led.show(blue, 1000, 0, 0)  # steady
+    assert np.shown is blue and led.lit
+    n = np.writes
+    for t in range(0, 5000, 50):
+        led.update(t)
+    assert np.writes == n  # unchanged: never written again
+    red = (96, 0, 0)
+    led.show(red, 250, 250, 100)
+    seen = []
+    for t in range(100, 1100, 50):
+        led.update(t)
+        seen.append(led.lit)
+    assert seen == [True] * 5 + [False] * 5 + [True] * 5 + [False] * 5
+    assert np.writes == n + 4  # one write per edge
+    led.show(red, 250, 250, 2000)  # the same pattern again keeps its phase
+    led.update(1150)
+    assert led.lit
+    led.show(red, 0, 1000, 3000)  # on_ms 0: dark
+    assert np.shown == (0, 0, 0) and not led.lit
 
 
 def test_button_debounce_short_and_long():
@@ -123,6 +147,44 @@ def test_button_debounce_short_and_long():
     assert b.poll(2640) is None  # no short after a long
 
 
+def test_button_release_between_short_and_long_is_nothing():
+    pin = FakePin(1)
+    b = Button(pin, debounce_ms=30, long_ms=10000, short_max_ms=2000)
+    t = 0
+    results = []
+
+    def hold(ms):
+        nonlocal t
+        pin.level = 0
+        for _ in range(ms // 50):
+            t += 50
+            r = b.poll(t)
+            if r:
+                results.append(r)
+        pin.level = 1
+        for _ in range(4):
+            t += 50
+            r = b.poll(t)
+            if r:
+                results.append(r)
+
+    hold(200)
+    assert results == ["short"]
+    hold(1950)
+    assert results == ["short", "short"]
+    assert b.held_ms(t) == 0
+    hold(5000)  # let go of a long press before 10 s: nothing
+    assert results == ["short", "short"]
+    pin.level = 0
+    for _ in range(260):
+        t += 50
+        r = b.poll(t)
+        if r:
+            results.append(r)
+            break
+    assert results[-1] == "long" and 9950 <= b.held_ms(t) <= 10050
+
+
 def test_board_attributes():
     from board import circuit as C
     from board.sim.board import SimBoard
@@ -130,7 +192,7 @@ def test_board_attributes():
 
     clock = VirtualClock(0)
     b = SimBoard(clock, serial="SIM0042", reset_cause="watchdog", storage_root="build/tmp/x")
-    for name in ("pilot", "pp", "contactor", "meter", "rcd", "temp", "rfid", "wdt"):
+    for name in ("pilot", "pp", "contactor", "meter", "rcd", "temp", "rfid", "wdt", "led", "button"):
         assert getattr(b, name) is not None, name
     assert b.hw_max_a == C.HW_MAX_A and b.phases == 3 and b.tethered_a is None
     assert b.serial == "SIM0042" and b.reset_cause() == "watchdog" and b.storage_root == "build/tmp/x"
@@ -138,8 +200,14 @@ def test_board_attributes():
     b.sleep_ms(25)
     assert b.ticks_ms() - t == 25
     b.wdt.feed()
-    b.plant.ev_op({"op": "tag", "id": "04A1B2"})
-    assert b.rfid.poll() == "04A1B2" and b.rfid.poll() is None
+    # (the tag op through the board's reader: test_drivers_rfid.py, which has the heap for the twin)
+    assert b.plant.ev_op({"op": "button", "ms": 200}) is None and b.button.pin.value() == 0
+    b.sleep_ms(199)
+    assert b.button.pin.value() == 0
+    b.sleep_ms(2)
+    assert b.button.pin.value() == 1  # released after 200 ms of board time
+    assert b.plant.ev_op({"op": "button", "ms": 0}) is not None
+    assert b.plant.ev_op({"op": "button", "ms": "long"}) is not None
     try:
         b.reset()
         raise AssertionError("no exit")

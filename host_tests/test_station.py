@@ -148,3 +148,22 @@ def test_lifetime_energy_never_decreases_and_persists():
     assert st.inp.energy_wh == 25 and not st.inp.meter_ok  # a bad read adds nothing
     again, _ = _station(store)
     assert again.energy_wh_persisted == 25 and again.status(T0)["e_wh"] == 25
+
+
+def test_factory_reset_erases_the_owner_keeps_the_board():
+    st, store = _station(first={"max_current_a": 10, "local_auth_ids": ["04A1B2"]})
+    st.inp.contactor_closed = True  # the board sees the contactor closed: a vehicle charges
+    assert st.factory_reset()[0] == "busy" and st.settings["max_current_a"] == 10
+    keep = {"boot.json": {"boot": 7}, "energy.json": {"wh": 1234}, "msgctr.json": {"ctr": 9, "config": None},
+            "sess_0000000001_000001.json": {"id": "S-1"}}
+    for name in keep:
+        store.write_json(name, keep[name])
+    st.inp.contactor_closed = False
+    assert st.factory_reset() is None
+    s = store.read_json("settings.json")
+    assert s["local_auth_ids"] == [] and s["max_current_a"] == 16 and s["standalone"] is True
+    assert st.settings == s
+    st.charger.present_tag(T0, "04A1B2")  # the erased local list is the core's too
+    assert st.charger.auth_state == "denied"
+    for name in keep:
+        assert store.read_json(name) == keep[name]

@@ -4,20 +4,37 @@
 # Runs on CPython and on the MicroPython unix port.
 from board import circuit
 from board.sim import machine
+from board.sim.neopixel import NeoPixel
 from board.sim.plant import Plant
 from board.support import BoardSupport
 
 RESET_EXIT_CODE = 75
 
 
-class SimRfid:
-    """RFID reader of the simulator: delivers the last `tag` op once."""
+class TwinReader:
+    """The PN532 driver on the reader's frame-level twin (board/sim/pn532_sim.py), fed by the `tag`
+    op (plant.pop_tag). Both are built at the first poll: their code and buffers (about 20 KB of the
+    unix port's heap) then stay out of the driver tests that build a SimBoard for another driver
+    within the 112 KB test heap; the app polls from its first slow work on."""
 
-    def __init__(self, plant):
-        self._plant = plant
+    def __init__(self, board):
+        self._board = board
+        self.driver = None
+        self.chip = None
+        self.fault = None
 
-    def poll(self):
-        return self._plant.pop_tag()
+    def poll(self, now_ms):
+        d = self.driver
+        if d is None:
+            from board.sim.pn532_sim import PN532Sim
+            from drivers.pn532 import PN532
+
+            b = self._board
+            self.chip = PN532Sim(b.clock, tag_source=b.plant.pop_tag)
+            d = self.driver = PN532(self.chip.uart)
+        uid = d.poll(now_ms)
+        self.fault = d.fault
+        return uid
 
 
 class SimBoard(BoardSupport):
@@ -41,8 +58,13 @@ class SimBoard(BoardSupport):
             from board.sim.direct_pilot import DirectPilot
 
             self.pilot = DirectPilot(self.pilot.pwm, self.pilot.adc, circuit.pilot_cal(), plant)
-        self.rfid = SimRfid(plant)
         self.wdt = machine.WDT(timeout=10000)
+
+    def make_rfid(self, machine):
+        return TwinReader(self)
+
+    def make_pixels(self, pin):
+        return NeoPixel(pin, circuit.LED_PIXELS)
 
     @property
     def tethered_a(self):

@@ -58,6 +58,11 @@ def _apply(plant, doc):
         if not isinstance(uid, str) or not 1 <= len(uid) <= 32:
             return "bad_request: id must be a non-empty string (<= 32 chars)"
         plant.present_tag(uid)
+    elif op == "button":
+        ms = _integral(doc.get("ms", 200))
+        if _not_int(ms) or not 1 <= ms <= 60000:
+            return "out_of_range: ms must be an integer 1..60000"
+        plant.press_button(ms)
     else:
         return "unknown_op: %s" % (op,)
     plant.refresh()

@@ -201,6 +201,8 @@ class Plant(PlantIO):
             self.rcd_test_trip = True
         elif name == "rcd_release":
             self.rcd_test_trip = False
+        elif name == "button_up":
+            self.button_down = False
         self.changes += 1
 
     # -- integration (slow path) ------------------------------------------------------------------

@@ -118,6 +118,10 @@ class PlantIO:
                 rbuf[k] = 0xFF  # nobody drives MISO: pulled up
 
     # -- RFID ---------------------------------------------------------------------------------------
+    def press_button(self, ms):
+        self.button_down = True  # the front button, held for ms of board time
+        self._at("button_up", ms)
+
     def present_tag(self, uid):
         self._tag = uid  # the reader delivers it once
 

@@ -100,13 +100,16 @@ class TimedPlant(Plant):
 class Vehicle:
     """The vehicle side: applies `sim/<id>/ev` ops to the plant and publishes its view."""
 
-    def __init__(self, app, plant, link, topic_state):
+    def __init__(self, app, plant, link, topic_state, topic_led=None):
         self.app = app
         self.plant = plant
         self.link = link
         self.topic_state = topic_state
+        self.topic_led = topic_led
         self.last_state = None
         self.last_pub = None
+        self.last_led = None
+        self.last_led_pub = None
         self.poll = select.poll()
         self.poll.register(sys.stdin, select.POLLIN)
 
@@ -150,6 +153,23 @@ class Vehicle:
                 out = dict(st)
                 out["t_ms"] = self.plant.t_ms
                 self.link.publish(self.topic_state, json.dumps(out), False, 0)
+            led = led_doc(self.app)
+            if self.topic_led and led is not None and (
+                    led != self.last_led or ticks_diff(now, self.last_led_pub) >= EV_STATE_MS):
+                self.last_led = led
+                self.last_led_pub = now
+                self.link.publish(self.topic_led, json.dumps(led), False, 0)
+
+
+def led_doc(app):
+    """What the status LED shows: the panel's code (firmware/panel.py) and its colour and pattern."""
+    panel = app.panel
+    if panel is None or panel.name is None:
+        return None
+    led = panel.led
+    if led is None:
+        return {"code": panel.name}
+    return {"code": panel.name, "rgb": list(led.rgb), "on_ms": led.on_ms, "off_ms": led.off_ms}
 
 
 class Status:
@@ -182,6 +202,7 @@ class Status:
             "auth": ch.auth_state,
             "faults": list(ch.faults),
             "ev": app.board.plant.ev_state(),
+            "led": led_doc(app),
         }
         print("@status " + json.dumps(doc))
 
@@ -274,9 +295,10 @@ def main():
         evo = dict(opts)
         evo.pop("tls-ca", None)  # the CA is the central system's (wss); the vehicle's broker is plain
         ev_link = make_link(evo, sid + "-ev", ["sim/" + sid + "/ev"], None, "ev-broker")
-    app = App(board, link, serial=sid, prefix=prefix, first_settings=first, backend=backend)
+    app = App(board, link, serial=sid, prefix=prefix, first_settings=first, ha_prefix=opts.get("ha-prefix"),
+              backend=backend)
     _trust(app, opts)
-    app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state"))
+    app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state", "sim/" + sid + "/led"))
     if opts.get("status"):
         app.hooks.append(Status(app))
     bench = _getenv("SIM_BENCH")
