@@ -13,7 +13,7 @@ FROZEN_SRC := $(shell find firmware drivers board -name '*.py') manifest.py $(wi
 PORT   ?= /dev/ttyUSB0
 PYTHON ?= python3
 
-.PHONY: setup firmware-unix32 test test-py test-mp lint typecheck bundle deploy romfs deploy-romfs sim sim-one plot bench clean
+.PHONY: setup firmware-unix32 test test-py test-mp lint typecheck bundle deploy romfs deploy-romfs sim sim-one sim-ocpp plot bench clean
 
 setup: $(STAMP) $(UMQTT) build/.mosquitto
 
@@ -74,6 +74,10 @@ deploy-romfs: romfs
 SPEED ?= 1
 sim: setup
 	$(PY) tools/fleet.py --speed $(SPEED) --record build/sim-record.json --png build/sim-plot.png
+
+# OCPP: the reference central system (tools/csms) balancing simulated chargers on one circuit.
+sim-ocpp: setup
+	$(PY) tools/refcsms/demo.py --circuit-a 32
 
 # One standalone charger with a scripted vehicle (no broker, no cloud).
 sim-one: setup

@@ -4,6 +4,8 @@
 #    "ca": "/ca.pem", "username": "...", "password": "...", "wifi": {"ssid": "...", "key": "..."},
 #    "cmd_key": "<64 hex digits>", "update_pubkey": "/release.pub.pem",   (contract v1.1, optional)
 #    "ha_discovery": false, "ha_prefix": "homeassistant"}   (Home Assistant discovery: firmware/ha.py)
+# or, for OCPP 1.6J (docs/ocpp.md): "backend": "ocpp", "ocpp_url": "wss://cs.example.net/ocpp",
+#    "ocpp_password": "..." (optional, HTTP Basic as SERIAL:password), "ca": "/ca.pem" for wss://
 import json
 import time
 
@@ -53,6 +55,19 @@ def _clock(board):
 FLASH = "/flash"  # the board's storage_root: settings, sessions, and the application slots
 
 
+def _ocpp(prov, serial):
+    from firmware.ocpp import Ocpp
+    from firmware.ws import WsLink
+
+    cadata = None
+    if prov.get("ca"):
+        with open(prov["ca"], "rb") as f:
+            cadata = f.read()
+    url = prov["ocpp_url"].rstrip("/") + "/" + serial
+    link = WsLink(url, "ocpp1.6", user=serial, password=prov.get("ocpp_password"), cadata=cadata)
+    return link, Ocpp
+
+
 def start():
     try:
         import bootsel
@@ -85,7 +100,10 @@ def start():
                     subscriptions=t.inbound(), user=prov.get("username"), password=prov.get("password"),
                     cadata=cadata, online_topic=t.online)
     ha_prefix = prov.get("ha_prefix", "homeassistant") if prov.get("ha_discovery") else None
-    app = App(board, link, serial=serial, prefix=prefix, ha_prefix=ha_prefix)
+    backend = None
+    if prov.get("backend") == "ocpp":  # OCPP 1.6J instead of the MQTT contract (docs/ocpp.md)
+        link, backend = _ocpp(prov, serial)
+    app = App(board, link, serial=serial, prefix=prefix, ha_prefix=ha_prefix, backend=backend)
     if prov.get("cmd_key") or prov.get("update_pubkey"):
         from firmware import trust
 

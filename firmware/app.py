@@ -35,7 +35,10 @@ def _log_exception(e):
 
 
 class App:
-    def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None, ha_prefix=None):
+    def __init__(self, board, link=None, serial=None, prefix="evse", first_settings=None, ha_prefix=None,
+                 backend=None):
+        """backend: None for the MQTT contract (firmware/cloud.py on `link`), or a factory
+        (station, link) -> backend, e.g. firmware.ocpp.Ocpp on a firmware.ws.WsLink."""
         self.board = board
         self.link = link
         serial = serial or board.serial
@@ -77,7 +80,9 @@ class App:
         self._last_fast = now
 
         self.cloud = None
-        if link is not None:
+        if backend is not None:
+            self.cloud = backend(st, link)
+        elif link is not None:
             from firmware.cloud import Cloud
 
             self.cloud = Cloud(st, link, prefix, ha_prefix)  # ha_prefix: Home Assistant discovery

@@ -5,7 +5,7 @@
 # as `now_ms` ticks. `tick` is the fast path and allocates nothing (integers, interned strings,
 # preallocated state); events (rare) allocate. Rules and numbers: docs/charging.md.
 from firmware import text
-from firmware.arbitration import NO_TERM, SRC_NONE, arbitrate
+from firmware.arbitration import NO_TERM, SRC_CLOUD, SRC_NONE, arbitrate
 from firmware.iec61851 import CP_A, CP_B, LOW, PWM
 from firmware.lease import Lease, rotation_map
 from firmware.monitor import SafetyMonitor
@@ -59,6 +59,7 @@ class Charger:
         self.lease_ms_left = None
         self.version = 0
         self._phase_pending = False
+        self._cap_da = NO_TERM  # set_offer_cap(): a backend's schedule limit (OCPP), NO_TERM = none
         self._reported = [None, None, None, -1, None, None, None]
         self._closed = False  # the contactor as the board last confirmed it
         self.apply_settings(settings)
@@ -133,6 +134,17 @@ class Charger:
         if self.standalone:
             return (NOT_ALLOWED, "cloud limits are ignored in standalone mode")
         return self.lease.set(now_ms, a, ttl_s, seq)
+
+    def set_offer_cap(self, a):
+        """A backend's current cap in A (None: none), e.g. an OCPP charging schedule. Reported as
+        limit_src `cloud` when it binds."""
+        if a is None:
+            self._cap_da = NO_TERM
+            return None
+        if not isinstance(a, (int, float)) or a != a or a < 0:
+            return (BAD_REQUEST, "cap must be a number >= 0")
+        self._cap_da = da(a if a < 1000 else 1000)
+        return None
 
     def authorize(self, now_ms, auth_id):
         if not isinstance(auth_id, str) or not auth_id or len(auth_id) > MAX_ID:
@@ -259,6 +271,10 @@ class Charger:
         arbitrate(lim, self.enabled, self.standalone, max_da,
                   lease.min_da(self._rotation, self.phases) if lease.valid else NO_TERM,
                   self._fallback_da, cable, self.safety.thermal, self.safety.penalty_da)
+        cap = self._cap_da
+        if cap != NO_TERM and cap < lim[0]:
+            lim[0] = cap
+            lim[1] = SRC_CLOUD
         self.limit_da = lim[0]
         self.limit_src = lim[1]
 

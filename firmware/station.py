@@ -15,7 +15,7 @@ from firmware import settings as settings_mod
 from firmware.charger import Charger, Inputs
 from firmware.iec61851 import HIGH, LOW
 from firmware.sessions import SessionLog
-from firmware.ticks import ticks_diff
+from firmware.ticks import ticks_diff, ticks_ms
 from firmware.units import NOT_ALLOWED
 from firmware.version import VERSION as FW
 
@@ -42,6 +42,8 @@ class Station:
         self._board = board  # for its clock: unix_time() where it has one, looked up when needed
         self._on_restart = on_restart
         self.updater = None  # firmware/update.py Updater when an update key is provisioned
+        self._clock_ms = None  # a clock set by the backend (OCPP currentTime) when there is no NTP
+        self._clock_at = 0
         self.settings = self._load_settings(first_settings)
         e = store.read_json("energy.json", None) or {}
         self.energy_wh_persisted = int(e.get("wh", 0))
@@ -78,7 +80,12 @@ class Station:
     # ---- time ---------------------------------------------------------------------------------------
     def ts(self, now_ms=None):
         f = getattr(self._board, "unix_time", None)
-        return f() if f is not None else None
+        v = f() if f is not None else None
+        if v is None and self._clock_ms is not None:
+            if now_ms is None:
+                now_ms = ticks_ms()
+            v = (self._clock_ms + ticks_diff(now_ms, self._clock_at)) // 1000
+        return v
 
     def up_ms(self, now_ms):
         return ticks_diff(now_ms, self.boot_ms)
@@ -217,6 +224,27 @@ class Station:
         """End a running session, persist everything; the app resets once the contactor is open."""
         self._on_restart(cmd_id)
         return None
+
+    # ---- for the OCPP backend (firmware/ocpp.py) ----------------------------------------------------
+    def set_clock(self, unix_s, now_ms):
+        """The central system's time (BootNotification / Heartbeat currentTime): used by ts() only
+        while the board has no clock of its own (NTP)."""
+        self._clock_ms = int(unix_s * 1000)
+        self._clock_at = now_ms
+
+    def set_offer_limit(self, a):
+        """A cap on the offered current in A (an OCPP composite charging schedule), None to lift it;
+        applied by the core's arbitration beside max current, cable and thermal. Below
+        min_current_a the vehicle pauses, as with a cloud lease."""
+        return self.charger.set_offer_cap(a)
+
+    def open_session(self):
+        """The open session record (id, ts_start, meter_start_wh, auth_id, ...) or None; read-only
+        (not a copy: the backend asks for it several times per slow tick)."""
+        return self.sessions.current
+
+    def live_energy_wh(self):
+        return self.inp.energy_wh
 
     # ---- energy and sessions (the app's slow work) -----------------------------------------------------
     def meter_read(self, m):

@@ -60,6 +60,17 @@ def make_link(opts, client_id, subs, online, key="broker"):
     )
 
 
+def make_ocpp(opts, sid):
+    from firmware.ocpp import Ocpp
+    from firmware.ws import WsLink
+
+    url = opts["ocpp"].rstrip("/") + "/" + sid
+    cadata = read_file(opts["tls-ca"]) if "tls-ca" in opts else None
+    log = _link_log if os.getenv("SIM_LINK_LOG") else None
+    link = WsLink(url, "ocpp1.6", user=sid, password=opts.get("ocpp-password"), cadata=cadata, log=log)
+    return link, lambda station, lk: Ocpp(station, lk, log=log)
+
+
 def _link_log(line):
     # connect / disconnect / errors of the link thread, for diagnosing test runs (SIM_LINK_LOG=1)
     print("%d %s" % (ticks_ms(), line))
@@ -278,7 +289,14 @@ def main():
         link = make_link(opts, sid, t.inbound(), t.online)
         ev_link = make_link(opts, sid + "-ev", ["sim/" + sid + "/ev"], None,
                             "ev-broker" if "ev-broker" in opts else "broker")
-    app = App(board, link, serial=sid, prefix=prefix, first_settings=first, ha_prefix=opts.get("ha-prefix"))
+    backend = None
+    if "ocpp" in opts:  # OCPP 1.6J instead of the MQTT contract (shared/contract.md "OCPP 1.6J mode")
+        link, backend = make_ocpp(opts, sid)
+        evo = dict(opts)
+        evo.pop("tls-ca", None)  # the CA is the central system's (wss); the vehicle's broker is plain
+        ev_link = make_link(evo, sid + "-ev", ["sim/" + sid + "/ev"], None, "ev-broker")
+    app = App(board, link, serial=sid, prefix=prefix, first_settings=first, ha_prefix=opts.get("ha-prefix"),
+              backend=backend)
     _trust(app, opts)
     app.hooks.append(Vehicle(app, plant, ev_link, "sim/" + sid + "/ev/state", "sim/" + sid + "/led"))
     if opts.get("status"):
