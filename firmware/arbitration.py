@@ -13,11 +13,12 @@ SRC_NONE = "none"
 NO_TERM = -1  # a term that does not apply (no lease, no cable reading)
 
 
-def arbitrate(out, enabled, standalone, max_da, lease_da, fallback_da, cable_da, thermal, penalty_da):
+def arbitrate(out, enabled, standalone, max_da, lease_da, fallback_da, cable_da, thermal, penalty_da, cap_da=NO_TERM):
     """out[0] = the limit (da), out[1] = its source.
 
     max_da: the installation's max_current_a, already capped by the hardware. lease_da: the cloud
     lease (NO_TERM when none is valid); fallback_da applies without one. Standalone: max_da only.
+    cap_da: a backend's schedule (an OCPP charging profile; NO_TERM: none), named `cloud`.
     cable_da: the cable's capacity (NO_TERM: no cable term). thermal: derating level 0..3 applied to
     what the other terms allow. penalty_da: the overcurrent cap (0 = none). A later term wins only
     when strictly lower, so ties keep the earlier source."""
@@ -38,6 +39,9 @@ def arbitrate(out, enabled, standalone, max_da, lease_da, fallback_da, cable_da,
         if max_da < lim:
             lim = max_da
             src = SRC_MAX
+    if cap_da != NO_TERM and cap_da < lim:
+        lim = cap_da
+        src = SRC_CLOUD
     if cable_da != NO_TERM and cable_da < lim:
         lim = cable_da
         src = SRC_CABLE

@@ -5,7 +5,7 @@
 # as `now_ms` ticks. `tick` is the fast path and allocates nothing (integers, interned strings,
 # preallocated state); events (rare) allocate. Rules and numbers: docs/charging.md.
 from firmware import text
-from firmware.arbitration import NO_TERM, SRC_CLOUD, SRC_NONE, arbitrate
+from firmware.arbitration import NO_TERM, SRC_NONE, arbitrate
 from firmware.iec61851 import CP_A, CP_B, LOW, PWM
 from firmware.lease import Lease, rotation_map
 from firmware.monitor import SafetyMonitor
@@ -270,11 +270,7 @@ class Charger:
         lim = self._limit
         arbitrate(lim, self.enabled, self.standalone, max_da,
                   lease.min_da(self._rotation, self.phases) if lease.valid else NO_TERM,
-                  self._fallback_da, cable, self.safety.thermal, self.safety.penalty_da)
-        cap = self._cap_da
-        if cap != NO_TERM and cap < lim[0]:
-            lim[0] = cap
-            lim[1] = SRC_CLOUD
+                  self._fallback_da, cable, self.safety.thermal, self.safety.penalty_da, self._cap_da)
         self.limit_da = lim[0]
         self.limit_src = lim[1]
 

@@ -14,9 +14,10 @@ T0 = PERIOD - 2000  # every clock here crosses the wrap 2 s in
 
 
 # ---- arbitration ---------------------------------------------------------------------------------
-def _arb(enabled=True, standalone=False, max_da=160, lease=A.NO_TERM, fb=60, cable=A.NO_TERM, th=0, pen=0):
+def _arb(enabled=True, standalone=False, max_da=160, lease=A.NO_TERM, fb=60, cable=A.NO_TERM, th=0, pen=0,
+         cap=A.NO_TERM):
     out = [None, None]
-    A.arbitrate(out, enabled, standalone, max_da, lease, fb, cable, th, pen)
+    A.arbitrate(out, enabled, standalone, max_da, lease, fb, cable, th, pen, cap)
     return out
 
 
@@ -37,6 +38,9 @@ def test_arbitration_picks_the_smallest_term_and_names_it():
     assert _arb(lease=160, pen=120) == [120, A.SRC_OVERCURRENT]
     assert _arb(lease=100, pen=120) == [100, A.SRC_CLOUD]
     assert _arb(max_da=0, lease=160) == [0, A.SRC_MAX]
+    assert _arb(standalone=True, cap=100) == [100, A.SRC_CLOUD]  # a backend's schedule (OCPP)
+    assert _arb(standalone=True, cap=100, cable=80) == [80, A.SRC_CABLE]
+    assert _arb(standalone=True, cap=100, th=1) == [50, A.SRC_THERMAL]  # the binding term is named
 
 
 def test_arbitration_allocates_nothing():
