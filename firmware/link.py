@@ -19,7 +19,8 @@ try:
 except ImportError:  # CPython without the MicroPython module: only the queues are usable
     _thread = None
 
-from firmware import mqtt_socket
+from firmware import link_thread, mqtt_socket
+from firmware.link_thread import LinkThread
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 # Defaults (ms unless noted)
@@ -40,33 +41,11 @@ V_LEGACY = 1  # umqtt.simple 1.3.x: ssl=bool, ssl_params=dict, imports ussl
 V_CONTEXT = 2  # umqtt.simple >= 1.4 (mip): ssl=SSLContext-like object
 
 
-def _rand16():
-    try:
-        import os
-
-        b = os.urandom(2)
-        return b[0] << 8 | b[1]
-    except (ImportError, AttributeError, OSError):
-        import random
-
-        return random.getrandbits(16)
-
-
 def backoff_ms(attempt, lo=BACKOFF_MIN_MS, hi=BACKOFF_MAX_MS, r=None):
-    """Delay before reconnect attempt number `attempt` (0 = first retry): exponential, capped,
-    with jitter in [d/2, d] so that a fleet that lost its broker does not come back in step."""
-    d = lo
-    for _ in range(attempt):
-        d *= 2
-        if d >= hi:
-            d = hi
-            break
-    if r is None:
-        r = _rand16()
-    return d // 2 + (d // 2) * r // 65535
+    return link_thread.backoff_ms(attempt, lo, hi, r)
 
 
-class Link:
+class Link(LinkThread):
     def __init__(self, client_id, host, port=None, subscriptions=None, user=None, password=None,
                  cadata=None, online_topic=None, server_hostname=None, keepalive_s=KEEPALIVE_S,
                  umqtt=None, poll_ms=POLL_MS, io_ms=IO_MS, connect_ms=CONNECT_MS, tls_ms=TLS_MS,
@@ -131,19 +110,6 @@ class Link:
         if topic not in self.topics:
             self.topics.append(topic)
 
-    def start(self):
-        with self._lock:
-            if self._running:
-                return
-            self._running = True
-            self._stop = False
-        if sys.platform == "esp32" and self.stack_size:
-            old = _thread.stack_size(self.stack_size)  # mbedTLS needs room in the thread's stack
-            _thread.start_new_thread(self._run, ())
-            _thread.stack_size(old)
-        else:
-            _thread.start_new_thread(self._run, ())
-
     def publish(self, topic, payload, retain=False, qos=1, key=None):
         """Queue a message (QoS 0 or 1). Entries with the same `key` coalesce: only the newest is kept
         (use it for `state` and other retained snapshots). Returns False when something older was
@@ -183,16 +149,6 @@ class Link:
         with self._lock:
             return len(self._out)
 
-    @property
-    def connected(self):
-        with self._lock:
-            return self._connected
-
-    @property
-    def connect_count(self):
-        with self._lock:
-            return self._connect_count
-
     def status(self):
         with self._lock:
             return {
@@ -203,11 +159,6 @@ class Link:
                 "variant": self.variant,
             }
 
-    def stop(self):
-        """Stop the thread without saying offline (tests); the will fires when the socket drops."""
-        with self._lock:
-            self._stop = True
-
     def shutdown(self, timeout_ms=2000, idle=None):
         """Deliberate disconnect (restart, update): flush the outbox, publish `offline` retained,
         send DISCONNECT. Waits at most timeout_ms, calling idle() every ~10 ms meanwhile (the app
@@ -217,25 +168,11 @@ class Link:
             if not self._running:
                 return self._offline_sent
             self._shutdown_deadline = ticks_add(start, timeout_ms)
-        while ticks_diff(ticks_ms(), start) < timeout_ms:
-            with self._lock:
-                if not self._running:
-                    break
-            if idle is not None:
-                idle()
-            time.sleep_ms(10)
+        self._wait_stopped(start, timeout_ms, idle)
         with self._lock:
-            self._stop = True
             return self._offline_sent
 
     # ---- the link thread -----------------------------------------------------------------------
-    def _say(self, *args):
-        if self.log:
-            try:
-                self.log(" ".join(str(a) for a in args))
-            except Exception:
-                pass
-
     def _flag(self):
         with self._lock:
             if self._stop:
@@ -280,15 +217,6 @@ class Link:
             with self._lock:
                 self._connected = False
                 self._running = False
-
-    def _sleep(self, ms):
-        """Back-off wait in small slices; True when asked to stop meanwhile."""
-        end = ticks_add(ticks_ms(), ms)
-        while ticks_diff(end, ticks_ms()) > 0:
-            if self._flag() is not None:
-                return True
-            time.sleep_ms(50)
-        return False
 
     def _client(self):
         mod = self.umqtt

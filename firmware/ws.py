@@ -16,7 +16,6 @@ import errno
 import hashlib
 import select
 import socket
-import sys
 import time
 
 try:
@@ -24,7 +23,8 @@ try:
 except ImportError:  # pragma: no cover
     _thread = None
 
-from firmware import text
+from firmware import link_thread, text
+from firmware.link_thread import LinkThread
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
@@ -342,15 +342,7 @@ def new_key():
 
 
 def backoff_ms(attempt, lo=BACKOFF_MIN_MS, hi=BACKOFF_MAX_MS):
-    """Exponential back-off with jitter in [d/2, d], so that a fleet does not come back in step."""
-    d = lo
-    for _ in range(attempt):
-        d *= 2
-        if d >= hi:
-            d = hi
-            break
-    r = _urandom(2)
-    return d // 2 + (d // 2) * (r[0] << 8 | r[1]) // 65535
+    return link_thread.backoff_ms(attempt, lo, hi)
 
 
 # ---- a socket with deadlines (the link thread only) ----------------------------------------------------
@@ -475,7 +467,7 @@ def _wrap_tls(raw, cadata, host, ms):
 
 
 # ---- the connection thread ---------------------------------------------------------------------------
-class WsLink:
+class WsLink(LinkThread):
     """A WebSocket client connection kept up in its own thread. The control loop calls only
     start(), send(text), get() -> str or None, connected, connect_count, set_ping_interval(),
     status(), shutdown(timeout_ms, idle): none of them touches the network."""
@@ -524,19 +516,6 @@ class WsLink:
         self.pongs = 0
 
     # ---- control thread API -----------------------------------------------------------------------
-    def start(self):
-        with self._lock:
-            if self._running:
-                return
-            self._running = True
-            self._stop = False
-        if sys.platform == "esp32" and self.stack_size:
-            old = _thread.stack_size(self.stack_size)  # mbedTLS needs room in the thread's stack
-            _thread.start_new_thread(self._run, ())
-            _thread.stack_size(old)
-        else:
-            _thread.start_new_thread(self._run, ())
-
     def send(self, text):
         """Queue a text message. False when the oldest queued one had to be dropped to make room
         (the RPC layer keeps one CALL outstanding, so this only happens with a backed-up link)."""
@@ -564,26 +543,12 @@ class WsLink:
         with self._lock:
             self._ping_s = s
 
-    @property
-    def connected(self):
-        with self._lock:
-            return self._connected
-
-    @property
-    def connect_count(self):
-        with self._lock:
-            return self._connect_count
-
     def status(self):
         with self._lock:
             return {"connected": self._connected, "connect_count": self._connect_count,
                     "outbox": len(self._out), "dropped_out": self._dropped_out, "dropped_in": self._dropped_in,
                     "attempts": self._attempts, "error": self._last_error, "running": self._running,
                     "close_code": self._close_code, "pings": self.pings, "pongs": self.pongs}
-
-    def stop(self):
-        with self._lock:
-            self._stop = True
 
     def shutdown(self, timeout_ms=2000, idle=None):
         """Deliberate close: flush the outbox, close handshake with 1000 (1001 on restart is the
@@ -593,25 +558,9 @@ class WsLink:
             if not self._running:
                 return True
             self._shutdown = True
-        while ticks_diff(ticks_ms(), start) < timeout_ms:
-            with self._lock:
-                if not self._running:
-                    return True
-            if idle is not None:
-                idle()
-            time.sleep_ms(10) if hasattr(time, "sleep_ms") else time.sleep(0.01)
-        with self._lock:
-            self._stop = True
-        return False
+        return self._wait_stopped(start, timeout_ms, idle)
 
     # ---- the link thread -------------------------------------------------------------------------
-    def _say(self, *a):
-        if self.log:
-            try:
-                self.log(" ".join(str(x) for x in a))
-            except Exception:  # noqa: BLE001
-                pass
-
     def _flag(self):
         with self._lock:
             if self._stop:
@@ -619,14 +568,6 @@ class WsLink:
             if self._shutdown:
                 return "shutdown"
         return None
-
-    def _sleep(self, ms):
-        end = ticks_add(ticks_ms(), ms)
-        while ticks_diff(end, ticks_ms()) > 0:
-            if self._flag() is not None:
-                return True
-            time.sleep_ms(50) if hasattr(time, "sleep_ms") else time.sleep(0.05)
-        return False
 
     def _run(self):
         attempt = 0
