@@ -136,14 +136,8 @@ class Link(LinkThread):
                 ok = False
         return ok
 
-    def get(self):
-        """One received (topic str, payload bytes or None when too large), or None."""
-        with self._lock:
-            if self._in:
-                return self._in.pop(0)
-        return None
-
-    recv = get
+    def recv(self):
+        return self.get()
 
     def pending(self):
         with self._lock:

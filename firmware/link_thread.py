@@ -1,7 +1,7 @@
 # What the two network links share (firmware/link.py: MQTT; firmware/ws.py: WebSocket for OCPP):
 # the blocking I/O runs in a thread of its own, the control loop only touches lock-protected state,
 # and a lost connection comes back after an exponential, jittered back-off. A subclass provides
-# _lock, _running, _stop, _connected, _connect_count, log, stack_size, _flag() and _run().
+# _lock, _in, _running, _stop, _connected, _connect_count, log, stack_size, _flag() and _run().
 import sys
 import time
 
@@ -72,6 +72,13 @@ class LinkThread:
     def connect_count(self):
         with self._lock:
             return self._connect_count
+
+    def get(self):
+        """The oldest received message (what the subclass queues in _in), or None."""
+        with self._lock:
+            if self._in:
+                return self._in.pop(0)
+        return None
 
     def stop(self):
         """Stop the thread without a goodbye (tests)."""

@@ -528,12 +528,6 @@ class WsLink(LinkThread):
                 ok = False
         return ok
 
-    def get(self):
-        with self._lock:
-            if self._in:
-                return self._in.pop(0)
-        return None
-
     def clear_outbox(self):
         """After a reconnect what was queued for the old connection is stale (its CALLs timed out)."""
         with self._lock:
