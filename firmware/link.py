@@ -212,12 +212,17 @@ class Link(LinkThread):
                 self._connected = False
                 self._running = False
 
+    def start(self):
+        if self.umqtt is None:
+            # imported here, in the caller's thread: MicroPython has no import lock, so a second
+            # link thread importing at the same moment would get the half-executed module
+            from umqtt import simple
+
+            self.umqtt = simple
+        LinkThread.start(self)
+
     def _client(self):
         mod = self.umqtt
-        if mod is None:
-            from umqtt import simple as mod
-
-            self.umqtt = mod
         mod.socket = mqtt_socket  # every socket umqtt opens is ours
         ctx = None
         if self.tls_ca:

@@ -13,18 +13,9 @@ from firmware.cloud import Cloud  # noqa: E402
 gc.collect()
 from firmware.storage import Storage  # noqa: E402
 from mpcompat import TempDir  # noqa: E402
+from station_caps import HW, BoardCaps  # noqa: E402, F401  (HW: for the tests)
 
-HW = 32
 SERIAL = "T0001"
-
-
-class Meter:
-    def __init__(self):
-        self.v_v = [230.1, 229.8, 231.0]
-        self.i_a = [0.0, 0.0, 0.0]
-        self.p_w = 0
-        self.energy_wh = 1000
-        self.ok = True
 
 
 class QueueLink:
@@ -55,25 +46,6 @@ class QueueLink:
 
     def pending(self):
         return len(self._out)
-
-
-class BoardCaps:
-    """What a Station takes from a board: capabilities, a meter with fixed readings, the reset
-    cause and the time."""
-
-    hw_max_a = HW
-    phases = 3
-    tethered_a = None
-
-    def __init__(self, reset_cause):
-        self.meter = Meter()
-        self._reset_cause = reset_cause
-
-    def reset_cause(self):
-        return self._reset_cause
-
-    def unix_time(self):
-        return 1763712000
 
 
 class CloudRig:

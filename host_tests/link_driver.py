@@ -27,7 +27,7 @@ def main():
         with open(opt["ca"], "rb") as f:
             ca = f.read()
     kw = {}
-    for k in ("io_ms", "backoff_max_ms", "backoff_min_ms", "connect_ms", "tls_ms"):
+    for k in ("poll_ms", "io_ms", "backoff_max_ms", "backoff_min_ms", "connect_ms", "tls_ms"):
         if k in opt:
             kw[k] = int(opt[k])
     p = "evse/" + cid + "/"

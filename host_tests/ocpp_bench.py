@@ -17,30 +17,9 @@ from charger_rig import Rig  # noqa: E402
 from firmware.ocpp_smart import format_time  # noqa: E402
 from firmware.storage import Storage  # noqa: E402
 from mpcompat import TempDir  # noqa: E402
+from station_caps import BoardCaps  # noqa: E402
 
 T_UNIX = 1764752400
-
-
-class Meter:
-    def __init__(self):
-        self.v_v = [230.0, 230.0, 230.0]
-        self.i_a = [0.0, 0.0, 0.0]
-        self.p_w = 0
-        self.energy_wh = 5000
-        self.ok = True
-        self.i_da = [0, 0, 0]
-
-
-class Caps:
-    hw_max_a = 32
-    phases = 3
-    tethered_a = None
-
-    def __init__(self):
-        self.meter = Meter()
-
-    def reset_cause(self):
-        return "power_on"
 
 
 class WsQueue:
@@ -96,7 +75,7 @@ class Bench:
         rec = self.store.read_json("boot.json", None) or {}
         self.boot = rec.get("boot", 0) + 1
         self.store.write_json("boot.json", {"boot": self.boot})
-        caps = Caps()
+        caps = BoardCaps(energy_wh=5000, unix_time=None)  # the time comes from the central system
         self.restarts = []
         self.st = Station(self.store, caps, "CP1", self.boot, 0, None, settings, self.restarts.append)
         self.link = WsQueue()

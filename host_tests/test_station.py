@@ -6,30 +6,9 @@ from firmware.station import Station
 from firmware.storage import Storage
 from firmware.ticks import PERIOD, ticks_add
 from mpcompat import TempDir
+from station_caps import BoardCaps, Meter
 
 T0 = PERIOD - 1000
-
-
-class Meter:
-    def __init__(self):
-        self.v_v = [230.0, 230.0, 230.0]
-        self.i_a = [0.0, 0.0, 0.0]
-        self.i_da = [0, 0, 0]
-        self.p_w = 0
-        self.energy_wh = 0
-        self.ok = True
-
-
-class Board:
-    hw_max_a = 32
-    phases = 3
-    tethered_a = None
-
-    def __init__(self):
-        self.meter = Meter()
-
-    def reset_cause(self):
-        return "power_on"
 
 
 class Backend:
@@ -47,7 +26,7 @@ class Backend:
 def _station(store=None, first=None, restarts=None):
     store = store or Storage(TempDir("station").path)
     on_restart = restarts.append if restarts is not None else None
-    return Station(store, Board(), "ST01", 3, T0, None, first, on_restart), store
+    return Station(store, BoardCaps(energy_wh=0, unix_time=None), "ST01", 3, T0, None, first, on_restart), store
 
 
 class Clock:
@@ -135,7 +114,7 @@ def test_events_and_session_records_reach_the_backend():
 
 def test_lifetime_energy_never_decreases_and_persists():
     st, store = _station()
-    m = Meter()
+    m = Meter(energy_wh=0, v_v=(230.0, 230.0, 230.0))
     m.energy_wh = 25
     st.meter_read(m)
     assert st.energy_wh_persisted == 25  # >= 10 Wh since the last write, no session open
