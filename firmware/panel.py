@@ -155,11 +155,8 @@ class Panel:
             return
         self.presses += 1
 
-    def charging(self):
-        return self.station.charger.session.state == CHARGING or bool(self.station.inp.contactor_closed)
-
     def _long(self, now):
-        if self.charging():
+        if self.station.charging():
             self._show(REFUSED, now, REFUSED_MS)
             return
         self._show(RESET, now, CONFIRM_MS)
@@ -170,7 +167,7 @@ class Panel:
         self._show_until = ticks_add(now, ms)
 
     def _factory_reset(self, now):
-        if self.charging():  # a vehicle started while the confirmation showed
+        if self.station.charging():  # a vehicle started while the confirmation showed
             self._show(REFUSED, now, REFUSED_MS)
             return
         st = self.station
