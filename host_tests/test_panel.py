@@ -1,7 +1,7 @@
 # The charger's local face (firmware/panel.py) on the real LED and button drivers with fake pins and
 # a stand-in station: the LED code of every mode, the button's short press (stop / resume), its long
 # press (factory reset when no vehicle charges, refused while one does), and no allocation in the
-# slow work. Both runtimes; the same on the simulated board end to end: test_scenarios.py, test_e2e_panel_ha.py.
+# slow work. Both runtimes; the same on the simulated board end to end: test_scenarios.py, test_e2e_face_ha.py.
 from drvfakes import FakePin
 
 from drivers.button import Button
@@ -45,6 +45,9 @@ class Station:
         self.inp = Inp()
         self.calls = []
         self.reset_result = None
+
+    def charging(self):  # Station.charging(): the contactor closed or a session charging
+        return bool(self.inp.contactor_closed) or self.charger.state == S.CHARGING
 
     def stop(self, now):
         self.calls.append("stop")
