@@ -29,7 +29,7 @@ import select
 import sys
 import time
 
-import firmware.charger as charger_mod
+import firmware.pilot_machine as pilot_mod  # the contactor rest time lives here since the redesign
 import firmware.safety as safety_mod
 from board import circuit as C
 from board.sim.board import SimBoard
@@ -225,7 +225,7 @@ def main():
     clock = RealClock()
     plant = Plant(clock)
     if mode == "safety":
-        charger_mod.MIN_OFF_MS = 300
+        pilot_mod.MIN_OFF_MS = 300
         safety_mod.RETRY_MS = 300
         safety_mod.MAX_RETRIES = 1000000
         plant.s2_delay_ms = 50
