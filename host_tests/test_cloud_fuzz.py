@@ -1,8 +1,10 @@
 # Hypothesis fuzz of protocol parsing + cloud dispatch on every subscribed topic: whatever arrives,
 # exactly one reply (command with a valid id) or one `rejected` event, or the message is taken
 # (limit applied, config applied); nothing changes on rejection; no exception, not even a swallowed
-# one. Writes the generated payloads with their outcomes to host_tests/corpus/cloud_fuzz.jsonl,
-# which test_cloud_corpus.py replays on both runtimes (the MicroPython unix port included).
+# one. Writes the generated payloads with their outcomes to build/fuzz/cloud_fuzz.jsonl, which
+# test_cloud_corpus.py replays on both runtimes (the MicroPython unix port included) next to the
+# committed host_tests/corpus/cloud_fuzz.jsonl; REGEN_CORPUS=1 rewrites the committed one (after a
+# deliberate change of an answer).
 import binascii
 import json
 import math
@@ -13,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 CPYTHON_ONLY = "hypothesis"
-CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "cloud_fuzz.jsonl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+FRESH = os.path.join(os.path.dirname(HERE), "build", "fuzz", "cloud_fuzz.jsonl")
+CORPUS = os.path.join(HERE, "corpus", "cloud_fuzz.jsonl")
 MAX_PAYLOAD = 8192  # firmware.link.MAX_PAYLOAD: larger payloads reach the cloud as None
 MAX_CORPUS = 400
 
@@ -151,7 +155,9 @@ def test_fuzz_dispatch_and_write_corpus():
         if line not in seen and len(line) < 4000:
             seen.add(line)
             lines.append(line)
-    with open(CORPUS, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    os.makedirs(os.path.dirname(FRESH), exist_ok=True)
+    for path in (FRESH, CORPUS) if os.getenv("REGEN_CORPUS") else (FRESH,):
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
     topics = {json.loads(x)["t"] for x in lines}
     assert topics == {"limit", "cmd", "config"} and len(lines) > 100
