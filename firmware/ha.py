@@ -16,7 +16,7 @@
 import json
 
 from firmware import protocol, text
-from firmware.units import BAD_REQUEST, UNKNOWN_OP, is_number
+from firmware.units import BAD_REQUEST, UNAUTHENTICATED, UNKNOWN_OP, is_number
 
 PER_SERVICE = 2  # documents queued per service() call
 OUTBOX_ROOM = 4  # ... and only while the link holds at most this many messages
@@ -67,6 +67,7 @@ BUTTONS = (
     ("button", "authorize", "Authorize", "authorize"),
 )
 N_ENTITIES = len(SENSORS) + 3 + len(BUTTONS)  # + faults (binary_sensor), enabled (switch), max current (number)
+FIRST_CONTROL = len(SENSORS) + 1  # the switch, the number and the buttons: they command the charger
 
 
 def node_id(serial):
@@ -84,16 +85,18 @@ def valid_prefix(p):
 
 
 class HomeAssistant:
-    def __init__(self, station, link, topics, reject, applied, prefix):
+    def __init__(self, station, link, topics, reject, applied, prefix, signed):
         """topics: protocol.Topics of the charger; reject(rel, code, detail, now) and applied(now):
         the backend's `rejected` event and its after-settings publication (config/reported, event,
         state); prefix: the discovery prefix, None when discovery is off (then only what an earlier
-        provisioning announced is removed)."""
+        provisioning announced is removed); signed(): True while a command key is provisioned (then
+        the controls, which cannot carry a mac, are neither announced nor obeyed)."""
         self.station = station
         self.link = link
         self.t = topics
         self._reject = reject
         self._applied = applied
+        self._signed = signed
         self.prefix = prefix
         # the controls' topics, as protocol.HA_IN_TOPICS spells them
         self.cmd_enabled, self.cmd_max_current, self.cmd_button = topics.inbound(True)[3:]
@@ -150,7 +153,9 @@ class HomeAssistant:
             i = job[2]
             comp, obj, doc = self.document(i)
             topic = protocol.HA_CONFIG % (job[1], comp, self.node, obj)
-            payload = "" if job[0] == "remove" else json.dumps(doc)
+            # with signed commands a control's topic is emptied: Home Assistant drops the entity
+            off = job[0] == "remove" or (i >= FIRST_CONTROL and self._signed())
+            payload = "" if off else json.dumps(doc)
             link.publish(topic, payload, True, 1, topic)  # keyed: a newer one of a topic replaces it
             self.published += 1
             job[2] = i + 1
@@ -256,6 +261,9 @@ class HomeAssistant:
             return True
         if rel not in protocol.HA_IN_TOPICS:
             return False
+        if self._signed():  # a side door around the mac that every `cmd` and `config` needs
+            self._reject(rel, UNAUTHENTICATED, "Home Assistant controls are off while commands are signed", now)
+            return True
         try:
             v = None if payload is None else text.decode(payload)
         except ValueError:
@@ -307,7 +315,8 @@ def attach(cloud, prefix):
     if prefix is not None and not valid_prefix(prefix):
         print("ha: ignoring ha_prefix %r: not a topic without wildcards or empty levels" % (prefix,))
         prefix = None
-    h = HomeAssistant(cloud.station, cloud.link, cloud.t, cloud.reject, cloud._applied, prefix)
+    h = HomeAssistant(cloud.station, cloud.link, cloud.t, cloud.reject, cloud._applied, prefix,
+                      lambda: cloud.verifier is not None)
     for topic in h.topics():
         cloud.link.add_topic(topic)
     return h

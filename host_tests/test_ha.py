@@ -285,6 +285,25 @@ def test_bad_control_payloads_are_rejected_and_change_nothing():
     assert r.cloud.stats["errors"] == 0
 
 
+def test_with_signed_commands_the_controls_are_neither_announced_nor_obeyed():
+    from firmware import signed
+
+    r = Rig()
+    r.cloud.verifier = signed.Verifier(r.st.store, bytes(range(32)))  # a provisioned cmd_key
+    r.connect()
+    docs = {t: p for t, p, _r in r.discovery(r.run(40))}
+    assert len(docs) == HA.N_ENTITIES
+    controls = [t for t in docs if t.split("/")[1] in ("switch", "number", "button")]
+    assert len(controls) == 5 and all(docs[t] == b"" for t in controls)  # emptied: not in Home Assistant
+    assert all(docs[t] != b"" for t in docs if t not in controls)  # the sensors still are
+    before = json.dumps(sorted(r.st.settings.items()))
+    for rel, payload in (("ha/enabled", b"OFF"), ("ha/max_current_a", b"6"), ("ha/button", b"authorize"),
+                         ("ha/button", b"stop")):
+        assert rejected(r.deliver(BASE + rel, payload)) == [(rel, "unauthenticated")], rel
+    assert json.dumps(sorted(r.st.settings.items())) == before
+    assert r.st.charger.auth_state != "authorized"
+
+
 def test_a_bad_prefix_turns_discovery_off():
     for bad in ("", "a/+", "#", "/x", "x/", "a//b", "x" * 65, 7, ["homeassistant"]):
         assert not HA.valid_prefix(bad), bad
