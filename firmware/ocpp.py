@@ -160,6 +160,7 @@ class Ocpp:
         self._avail = None  # ChangeAvailability scheduled for after the transaction
         self._cap = -1  # last cap given to the station
         self._cap_at = None
+        self.fw = None  # firmware/ocpp_firmware.py, from start() when an update key is provisioned
         self.stats = {"boots": 0, "tx_started": 0, "tx_stopped": 0, "meter_values": 0}
         link.set_ping_interval(self.conf["WebSocketPingInterval"])
 
@@ -187,6 +188,8 @@ class Ocpp:
         t = CONFIG[k][0]
         if t == "bool":
             return _bool_str(v)
+        if k == "SupportedFeatureProfiles" and self.fw is not None:
+            return v + ",FirmwareManagement"
         return str(v)
 
     def _set_conf(self, k, v):
@@ -240,6 +243,10 @@ class Ocpp:
             if self.journal._sid.get(name) not in live:
                 self.journal.remove(name)
         self._apply_cap(now)
+        if self.station.updater is not None:  # provisioned (firmware/trust.py) after the app was built
+            from firmware.ocpp_firmware import FirmwareManagement
+
+            self.fw = FirmwareManagement(self.station, self.station.updater)
         self.link.start()
 
     def service(self, now):
@@ -264,6 +271,8 @@ class Ocpp:
             self._apply_cap(now)
         self._sample(now)
         self._finish_reset(now)
+        if self.fw is not None:
+            self.fw.service(now)
         if link.connected and not self.rpc.busy:
             self._next_call(now)
 
@@ -363,6 +372,9 @@ class Ocpp:
             what = self._triggers.pop(0)
             if self._send_trigger(what, now):
                 return
+        if self.fw is not None and self.fw.queue:
+            self._call("FirmwareStatusNotification", {"status": self.fw.queue.pop(0)}, self._ignore, now)
+            return
         if self._send_status(now):
             return
         if self._send_tx(now):
@@ -474,7 +486,8 @@ class Ocpp:
         elif what == "DiagnosticsStatusNotification":
             self._call("DiagnosticsStatusNotification", {"status": "Idle"}, self._ignore, now)
         elif what == "FirmwareStatusNotification":
-            self._call("FirmwareStatusNotification", {"status": "Idle"}, self._ignore, now)
+            st = self.fw.current() if self.fw is not None else "Idle"
+            self._call("FirmwareStatusNotification", {"status": st}, self._ignore, now)
         else:
             return False
         return True
@@ -720,7 +733,7 @@ class Ocpp:
     def _handle(self, action, p, now):
         h = getattr(self, "_h_" + action, None)
         if h is None:
-            if action in ("UpdateFirmware", "GetDiagnostics", "ReserveNow", "CancelReservation"):
+            if action in ("GetDiagnostics", "ReserveNow", "CancelReservation"):
                 raise CallError(R.NOT_SUPPORTED, action + " is not supported")
             raise CallError(R.NOT_IMPLEMENTED, "unknown action " + action[:40])
         return h(p, now)
@@ -893,6 +906,11 @@ class Ocpp:
         self.auth_list = {"v": v, "ids": ids}
         self.store.write_json(LIST_FILE, self.auth_list)
         return {"status": "Accepted"}
+
+    def _h_UpdateFirmware(self, p, now):
+        if self.fw is None:
+            raise CallError(R.NOT_SUPPORTED, "no update key provisioned")
+        return self.fw.update_firmware(p, now)
 
     def _h_UnlockConnector(self, p, now):
         self._get(p, "connectorId", int)

@@ -105,9 +105,14 @@ class Charger:
         self.proc = None
         self._log = None
 
+    env = {"SIM_LINK_LOG": "1"}  # the link's connects and drops go to the log
+
+    def backend_args(self):
+        return ["--broker", "127.0.0.1:%d" % self.broker_port]
+
     def start(self):
-        args = [sys.executable, SIM_CHARGER, "--id", self.serial, "--broker", "127.0.0.1:%d" % self.broker_port,
-                "--state-dir", self.state_dir]
+        args = [sys.executable, SIM_CHARGER, "--id", self.serial] + self.backend_args() + \
+            ["--state-dir", self.state_dir]
         if self.settings_path:
             args += ["--settings", self.settings_path]
         if self.ev_broker_port:
@@ -116,7 +121,7 @@ class Charger:
             args.append("--bundle")
         args += self.extra
         self._log = open(self.log_path, "ab")
-        env = dict(os.environ, SIM_LINK_LOG="1")  # the link's connects and drops go to the log
+        env = dict(os.environ, **self.env)
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True, env=env)
         return self

@@ -69,7 +69,8 @@ class Vehicle(Rig):
 
 
 class Bench:
-    def __init__(self, folder=None, settings=None):
+    def __init__(self, folder=None, settings=None, updater=None):
+        """updater(store): a firmware/update.py Updater, wired in as firmware/trust.py does."""
         self.folder = folder or TempDir("ocpp").path
         self.store = Storage(self.folder)
         rec = self.store.read_json("boot.json", None) or {}
@@ -92,6 +93,12 @@ class Bench:
         self.boot_status = "Accepted"
         self.start_status = "Accepted"
         self.refuse = {}  # action -> how many more times to answer it with a CALLERROR
+        if updater is not None:
+            up = updater(self.store)
+            up.charging = self.st.charging
+            up.restart = self.st.restart
+            up.healthy = lambda: self.link.connected
+            self.st.updater = up
         self.be.start(self.v.now)
 
     def run(self, ms, answer=True):
@@ -103,6 +110,8 @@ class Bench:
                 now = self.v.now
                 self.st.meter_read(self.v.meter)
                 self.st.drain_events(now, self.be)
+                if self.st.updater is not None:
+                    self.st.updater.service(now)  # an app hook on the device (firmware/trust.py)
                 self.be.service(now)
                 if answer:
                     self.serve()

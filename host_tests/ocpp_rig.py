@@ -4,37 +4,29 @@ as `tools/sim-charger --ocpp` processes exactly as shared/contract.md "OCPP 1.6J
 
 import os
 import signal
-import sys
 
 from broker import Broker
 from csms import Csms
-from e2e import ROOT, SIM_CHARGER, Charger, CloudClient
+from e2e import Charger, CloudClient
 
 
 class OcppCharger(Charger):
+    env = {"SIM_LINK_LOG": "1", "SIM_BENCH": "1"}  # `@bench` lines: the loop gap each second
+
     def __init__(self, serial, csms_port, ev_port, state_dir, settings=None, password=None, log_dir=None,
-                 url=None, tls_ca=None):
-        Charger.__init__(self, serial, None, state_dir, settings, ev_broker_port=ev_port, log_dir=log_dir)
+                 url=None, tls_ca=None, args=()):
+        Charger.__init__(self, serial, None, state_dir, settings, ev_broker_port=ev_port, log_dir=log_dir, args=args)
         self.url = url or "ws://127.0.0.1:%d/ocpp" % csms_port
         self.password = password
         self.tls_ca = tls_ca
 
-    def start(self):
-        import subprocess
-
-        args = [sys.executable, SIM_CHARGER, "--id", self.serial, "--ocpp", self.url,
-                "--ev-broker", "127.0.0.1:%d" % self.ev_broker_port, "--state-dir", self.state_dir]
-        if self.settings_path:
-            args += ["--settings", self.settings_path]
+    def backend_args(self):
+        a = ["--ocpp", self.url]
         if self.password is not None:
-            args += ["--ocpp-password", self.password]
+            a += ["--ocpp-password", self.password]
         if self.tls_ca is not None:
-            args += ["--tls-ca", self.tls_ca]
-        self._log = open(self.log_path, "ab")
-        env = dict(os.environ, SIM_LINK_LOG="1", SIM_BENCH="1")  # `@bench` lines: the loop gap each second
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        return self
+            a += ["--tls-ca", self.tls_ca]
+        return a
 
 
 def loop_gaps(charger):
@@ -63,12 +55,12 @@ class OcppRig:
         self.chargers = []
         self.clients = []
 
-    def charger(self, serial, settings=None, password=None, start=True, url=None, tls_ca=None):
+    def charger(self, serial, settings=None, password=None, start=True, url=None, tls_ca=None, args=()):
         """A charger and the vehicle's MQTT client (sim/<id>/ev, sim/<id>/ev/state)."""
         cl = CloudClient(self.broker.port, serial, topics=["sim/%s/ev/state" % serial])
         self.clients.append(cl)
         ch = OcppCharger(serial, self.csms.port, self.broker.port, os.path.join(self.tmp, serial), settings,
-                         password, log_dir=self.tmp, url=url, tls_ca=tls_ca)
+                         password, log_dir=self.tmp, url=url, tls_ca=tls_ca, args=args)
         self.chargers.append(ch)
         if start:
             ch.start()

@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import trust_vectors as V
+from fake_fetch import FakeFetcher
 
 import bootsel
 from firmware import manifest, rsa, signed, update
@@ -179,38 +180,6 @@ def test_urls():
 
 
 # ---- the update state machine ------------------------------------------------------------------------
-class FakeFetcher:
-    """Serves a manifest and files from memory the way firmware.fetch.Fetcher does (to_file writes
-    the file and returns its sha256); fail: {path: [FetchError, ...]} raised by the next calls."""
-
-    def __init__(self, manifest_raw, files, fail=None):
-        self.buf = bytearray(256)
-        self.manifest = manifest_raw
-        self.files = files
-        self.fail = fail or {}
-        self.fetched = []
-
-    def _fault(self, path):
-        errs = self.fail.get(path)
-        if errs:
-            raise errs.pop(0)
-
-    def get_small(self, url, limit):
-        self._fault("manifest.json")
-        return self.manifest.encode() if isinstance(self.manifest, str) else self.manifest
-
-    def to_file(self, url, path, size, hasher_factory, progress=None):
-        rel = url[url.index("/r/") + 3:]
-        self.fetched.append(rel)
-        self._fault(rel)
-        data = self.files[rel]
-        with open(path, "wb") as f:
-            f.write(data)
-        if progress:
-            progress(len(data))
-        return hashlib.sha256(data).digest()
-
-
 class Rig:
     def __init__(self, d=None, running="0.1.0", man=V.MANIFEST_OK, files=None, free=10 ** 7):
         self.d = d or TempDir("upd")
