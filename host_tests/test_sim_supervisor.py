@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import time
 
 from e2e import FAST
 
@@ -23,3 +24,19 @@ def test_firmware_crash_reboots_with_reset_cause_hard(rig):
     assert boot["boot"] == first["boot"] + 1 and boot["reset_cause"] == "hard", boot
     assert ch.alive()
     assert "firmware exited with -11, restarting" in ch.log_tail()
+
+
+def test_a_hung_firmware_is_reset_by_the_watchdog(rig):
+    ch, cl = rig.charger("E2EHANG", FAST)
+    cl.wait("online", lambda p: p == b"online", 15)
+    first = cl.event("boot", None, 10)
+    assert os.path.exists(ch.state_dir + ".wdt")  # armed (board/sim/watchdog.py)
+    kids = subprocess.run(["pgrep", "-P", str(ch.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(kids) == 1, kids
+    m = cl.mark()
+    os.kill(int(kids[0]), signal.SIGSTOP)  # hung: alive, holding its connection, feeding nothing
+    time.sleep(5)
+    assert cl.all("event", m, lambda d: d["type"] == "boot") == []  # not before the watchdog timeout (10 s)
+    boot = cl.event("boot", None, 25, m)
+    assert boot["boot"] == first["boot"] + 1 and boot["reset_cause"] == "watchdog", boot
+    assert "stopped feeding the watchdog" in ch.log_tail()

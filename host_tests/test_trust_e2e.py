@@ -63,6 +63,12 @@ def rel(tmp_path_factory):
     with open(os.path.join(broken, "firmware", "app.py"), "w") as f:
         f.write('raise RuntimeError("v3 is broken")\n')
     release("--key", key, "--version", "0.3.0", "--board", "sim", "--out", os.path.join(www, "v3"), "--from", broken)
+    hung = os.path.join(top, "hung")
+    shutil.copytree(img, hung)
+    os.remove(os.path.join(hung, "firmware", "app.mpy"))
+    with open(os.path.join(hung, "firmware", "app.py"), "w") as f:
+        f.write("while True:\n    pass\n")  # hangs at import, before the loop could feed the watchdog
+    release("--key", key, "--version", "0.4.0", "--board", "sim", "--out", os.path.join(www, "hung"), "--from", hung)
     release("--key", key, "--version", "0.2.0", "--board", "esp32_ref", "--out", os.path.join(www, "esp"),
             "--from", img)
     release("--key", key, "--version", "0.0.9", "--board", "sim", "--out", os.path.join(www, "old"), "--from", img)
@@ -268,6 +274,19 @@ def test_update_commits_v2_then_broken_v3_rolls_back(rig, rel):
     assert cl.event("boot", None, 20, m)["fw"] == "0.2.0"
     time.sleep(1)
     assert update_events(cl, m) == []
+
+
+def test_a_new_version_that_hangs_is_reset_by_the_watchdog_and_rolled_back(rig, rel):
+    ch, cl = updater(rig, rel, "E2EUPHANG")
+    first = cl.event("boot", None, 10)
+    m = cl.mark()
+    assert cl.cmd("update", cid="u-h", url=rel["srv"].url("hung/manifest.json"))["ok"] is True
+    wait_update(cl, "rebooting", m, 60)
+    rb = wait_update(cl, "rolled_back", m, 60)
+    assert rb["version"] == "0.4.0" and rb["error"] == "crash" and rb["cmd_id"] == "u-h", rb
+    boots = [x.d for x in cl.all("event", m, lambda d: d["type"] == "boot")]
+    assert boots[-1]["fw"] == first["fw"] and boots[-1]["reset_cause"] == "watchdog", boots
+    assert "stopped feeding the watchdog" in ch.log_tail(20000)
 
 
 def test_update_deferred_while_charging(rig, rel):

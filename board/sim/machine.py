@@ -2,6 +2,7 @@
 # Only what the drivers and the app use: Pin, PWM, ADC, SPI, WDT, reset/reset_cause/unique_id.
 # Every read lets the plant catch up with the board clock first (plant.sync), so the physics advance
 # lazily and deterministically with virtual time. Runs on CPython and on the MicroPython unix port.
+from board.sim import watchdog
 
 _plant = None
 
@@ -201,10 +202,12 @@ class WDT:
         self.timeout = timeout
         self.feeds = 0
         self.last_feed_ms = self._plant.now_ms()
+        watchdog.start(timeout)
 
     def feed(self):
         self.feeds += 1
         self.last_feed_ms = self._plant.now_ms()
+        watchdog.feed()
 
 
 def reset():
