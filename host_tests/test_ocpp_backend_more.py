@@ -8,9 +8,10 @@ from ocpp_bench import Bench
 
 # The simulated plant and board of charger_rig and this test code, compiled from source, beside the
 # Station and the OCPP modules, and a second Station and backend for the power-cut cases, do not fit
-# 112K: 176K is the smallest that passes on the 32-bit ports (160K does not). The OCPP modules
-# themselves take about 50 KB there from .mpy files, 7 KB frozen (docs/ocpp.md "Measured").
-MP_HEAP = "176K"
+# 112K: 176K passed on the 32-bit ports (160K does not) but ran out in another checkout (the
+# from-source compile sits at the edge), so 192K. The OCPP modules themselves take about 50 KB
+# there from .mpy files, 7 KB frozen (docs/ocpp.md "Measured").
+MP_HEAP = "192K"
 
 
 def test_a_fault_is_reported_with_its_error_code():
