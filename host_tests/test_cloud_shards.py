@@ -1,0 +1,217 @@
+"""Two reference-cloud instances share one fleet behind one real mosquitto (tools/refcloud/shard.py).
+
+Four real chargers (tools/sim-charger) in three installations: `garage` (two chargers on one 20 A
+circuit), `shop` and `depot` (one each). Two `tools/cloud --installations DIR --instance NAME`
+processes consume the chargers' topics through one shared subscription group. The instance names
+are picked (by the same rendezvous hash the instances use) so that each owns something and the one
+that dies owns `garage`. Observed from the broker side only: every `limit` carries the sending
+instance's name (`by`), every presence (`refcloud/instances/<name>`) the installations it balances.
+
+1. Split: once settled, every charger's leases come from the owner of its installation only, the
+   two presences claim disjoint sets that cover all three installations, and garage's two leases
+   share its 20 A (both vehicles draw about 10 A: one instance balances both).
+2. Takeover: the garage owner is SIGKILLed; its will clears its presence, the survivor takes garage
+   (re-reads the retained states) and its leases reach garage's chargers before the old ones run
+   out: no gap between two leases of a charger reaches the ttl, no `limit_expired`, no `rejected`
+   (the new owner's seq are greater), the chargers never leave `limit_src` cloud, and garage is still
+   shared at 20 A.
+3. Sessions after the takeover: every vehicle leaves; each session message is acknowledged exactly
+   once, by the instance that owns the charger's installation now.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CPYTHON_ONLY = "real mosquitto, simulator and cloud processes, paho-mqtt"
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from e2e import Rig  # noqa: E402
+from refcloud.shard import owner  # noqa: E402
+
+PERIOD_S = 1.5
+TTL_S = 12
+KEEPALIVE_S = 2          # the will fires 1.5 keepalives after the last packet
+GARAGE_A = 20
+INSTALLATIONS = {"garage": ("SHD0001", "SHD0002"), "shop": ("SHD0003",), "depot": ("SHD0004",)}
+SERIALS = [s for ss in INSTALLATIONS.values() for s in ss]
+SITE = {s: i for i, ss in INSTALLATIONS.items() for s in ss}
+ROTATIONS = ("L1L2L3", "L2L3L1")
+
+
+def write_installations(folder):
+    os.makedirs(folder)
+    for iid, serials in INSTALLATIONS.items():
+        doc = {"name": iid, "grid": "TN", "main_breaker_a": 63,
+               "defaults": {"fallback_current_a": 6, "fallback_phases": 3, "max_current_a": 32,
+                            "state_interval_s": 1, "session_retry_s": 5},
+               "circuits": [{"name": "c1", "breaker_a": GARAGE_A if iid == "garage" else 16,
+                             "chargers": [{"serial": s, "phase_rotation": ROTATIONS[k % 2]}
+                                          for k, s in enumerate(serials)]}]}
+        with open(os.path.join(folder, iid + ".json"), "w") as f:
+            json.dump(doc, f)
+
+
+def pick_names():
+    """Two instance names where the first owns garage and the second at least one other installation."""
+    for k in range(100):
+        a, b = "cloud-a%d" % k, "cloud-b%d" % k
+        own = {i: owner(i, {a, b}) for i in INSTALLATIONS}
+        if own["garage"] == a and b in own.values():
+            return a, b, own
+    raise AssertionError("no pair of names splits the installations")
+
+
+class CloudProc:
+    def __init__(self, tmp, name, port, inst_dir):
+        self.name = name
+        self.log_path = os.path.join(tmp, name + ".log")
+        args = [sys.executable, os.path.join(ROOT, "tools", "cloud"), "--broker", "127.0.0.1:%d" % port,
+                "--installations", inst_dir, "--instance", name,
+                "--sessions", os.path.join(tmp, name + "-sessions.json"),
+                "--period", str(PERIOD_S), "--ttl", str(TTL_S), "--hold", "8", "--min-run", "600",
+                "--keepalive", str(KEEPALIVE_S), "--heartbeat", "1"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def kill(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-4000:]
+
+
+def limits(cl, since_t=None):
+    return [m for m in cl.all("limit") if since_t is None or m.t >= since_t]
+
+
+def presences(obs, name, since_t=0.0):
+    return [m for m in obs.all("refcloud/instances/" + name) if m.t >= since_t]
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    r.clouds = []
+    yield r
+    for c in r.clouds:
+        c.kill(signal.SIGTERM)
+        print("---- %s log ----\n%s" % (c.name, c.log()))
+    r.close()
+
+
+def test_two_instances_split_the_fleet_and_take_over(rig, tmp_path):
+    name_a, name_b, own = pick_names()
+    inst_dir = str(tmp_path / "installations")
+    write_installations(inst_dir)
+    port = rig.broker.port
+    obs = rig.client("observer", topics=["refcloud/instances/+"])
+    cl = {}
+    for s in SERIALS:
+        _, cl[s] = rig.charger(s, settings={"standalone": False, "state_interval_s": 1, "session_retry_s": 5})
+    rig.clouds += [CloudProc(str(tmp_path), name_a, port, inst_dir), CloudProc(str(tmp_path), name_b, port, inst_dir)]
+    victim, survivor = rig.clouds
+
+    # ---- everyone follows leases, every vehicle charges
+    for s in SERIALS:
+        cl[s].state(lambda d: d["limit_src"] == "cloud" and d["standalone"] is False, timeout=45,
+                    what="under a cloud lease")
+    for s in SERIALS:
+        cl[s].plug(cable_a=32, phases=3, max_a=32)
+    for s in SERIALS:
+        cl[s].state(lambda d: d["mode"] == "connected_charging", timeout=20, what="charging")
+    for s in INSTALLATIONS["garage"]:
+        cl[s].ev_state(lambda d: 8.5 <= max(d["draw_a"]) <= 10.5, timeout=25, what="drawing its share of 20 A")
+
+    # ---- 1. split: each installation's leases from its owner only
+    t1 = time.monotonic()
+    time.sleep(5)
+    for s in SERIALS:
+        got = limits(cl[s], t1)
+        assert len(got) >= 2, "%s: only %d leases in 5 s" % (s, len(got))
+        senders = {m.d.get("by") for m in got}
+        assert senders == {own[SITE[s]]}, "%s (%s): leases from %s, owner %s" % (s, SITE[s], senders, own[SITE[s]])
+    owns = {}
+    for n in (name_a, name_b):
+        last = presences(obs, n, t1)[-1].d
+        owns[n] = set(last["owns"])
+    assert not owns[name_a] & owns[name_b], "both instances claim %s" % (owns[name_a] & owns[name_b])
+    assert owns[name_a] | owns[name_b] == set(INSTALLATIONS)
+    assert all(owns[own[i]] >= {i} for i in INSTALLATIONS), (owns, own)
+    g1, g2 = INSTALLATIONS["garage"]
+    for m in limits(cl[g1], t1):  # the two leases that hold together never add up to more than the breaker
+        other = [x for x in limits(cl[g2]) if x.t <= m.t]
+        if other:
+            tot = [a + b for a, b in zip(m.d["a"], other[-1].d["a"], strict=True)]
+            assert max(tot) <= GARAGE_A + 1e-6, "garage leases add up to %s" % tot
+
+    # ---- 2. the garage owner dies
+    t_kill = time.monotonic()
+    victim.kill(signal.SIGKILL)
+    for s in INSTALLATIONS["garage"]:
+        cl[s].wait("limit", lambda d: d.get("by") == name_b, timeout=TTL_S, since=0,
+                   what="from the survivor %s" % name_b)
+    first_new = {s: next(m.t for m in limits(cl[s], t_kill) if m.d.get("by") == name_b)
+                 for s in INSTALLATIONS["garage"]}
+    obs.wait("refcloud/instances/" + name_a, lambda d: d == b"", timeout=5, what="the will clearing the presence")
+    time.sleep(max(0.0, t_kill + TTL_S + 2 - time.monotonic()))  # an old lease would have run out by now
+    for s in SERIALS:
+        got = limits(cl[s])
+        gaps = [b.t - a.t for a, b in zip(got, got[1:], strict=False)]
+        assert max(gaps) < TTL_S - 2, "%s: %.1f s between two leases (ttl %d s)" % (s, max(gaps), TTL_S)
+        seqs = [m.d["seq"] for m in got]
+        assert seqs == sorted(set(seqs)), "%s: lease seq not increasing: %s" % (s, seqs)
+        assert not cl[s].all("event", pred=lambda d: d["type"] in ("limit_expired", "rejected")), \
+            "%s: %s" % (s, cl[s].all("event", pred=lambda d: d["type"] in ("limit_expired", "rejected")))
+        first_cloud = next(m.idx for m in cl[s].all("state") if m.d["limit_src"] == "cloud")
+        srcs = {m.d["limit_src"] for m in cl[s].all("state") if m.idx > first_cloud}
+        assert srcs == {"cloud"}, "%s left the cloud lease: %s" % (s, srcs)
+        late = {m.d.get("by") for m in limits(cl[s], t_kill + 0.5)}
+        assert late == {name_b}, "%s: leases after the kill from %s" % (s, late)
+    last = presences(obs, name_b)[-1].d
+    assert set(last["owns"]) == set(INSTALLATIONS), last
+    for s in INSTALLATIONS["garage"]:
+        cl[s].ev_state(lambda d: 8.5 <= max(d["draw_a"]) <= 10.5, timeout=5, since=cl[s].mark(),
+                       what="still drawing its share after the takeover")
+    la, lb = limits(cl[g1])[-1].d["a"], limits(cl[g2])[-1].d["a"]
+    assert max(a + b for a, b in zip(la, lb, strict=True)) <= GARAGE_A + 1e-6, (la, lb)
+
+    # ---- 3. sessions after the takeover: acknowledged exactly once, by the survivor
+    for s in SERIALS:
+        cl[s].ev("unplug")
+    ack_prefix = "cloud-%d-" % survivor.proc.pid
+    for s in SERIALS:
+        sess = cl[s].wait("session", timeout=15, what="after the unplug").d
+        sid = sess["id"]
+        cl[s].wait("cmd", lambda d, sid=sid: d.get("op") == "session_ack" and d.get("session_id") == sid,
+                   timeout=10, what="session_ack for %s" % sid)
+    time.sleep(2)  # a second ack, or a re-sent record, would show now
+    for s in SERIALS:
+        sent = {}
+        for m in cl[s].all("session"):
+            sent[m.d["id"]] = sent.get(m.d["id"], 0) + 1
+        acks = {}
+        for m in cl[s].all("cmd", pred=lambda d: d.get("op") == "session_ack"):
+            assert m.d["id"].startswith(ack_prefix), "%s: ack %r not from the survivor" % (s, m.d)
+            acks[m.d["session_id"]] = acks.get(m.d["session_id"], 0) + 1
+        assert acks == sent, "%s: session messages %s, acks %s" % (s, sent, acks)
+    print("takeover: first survivor lease %s s after the SIGKILL" % {
+        s: round(t - t_kill, 1) for s, t in first_new.items()})
+    print("presence of the survivor: %s" % json.dumps(last))
