@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -70,14 +71,14 @@ def pick_names():
 
 
 class CloudProc:
-    def __init__(self, tmp, name, port, inst_dir):
+    def __init__(self, tmp, name, port, inst_dir, keepalive=KEEPALIVE_S):
         self.name = name
         self.log_path = os.path.join(tmp, name + ".log")
         args = [sys.executable, os.path.join(ROOT, "tools", "cloud"), "--broker", "127.0.0.1:%d" % port,
                 "--installations", inst_dir, "--instance", name,
                 "--sessions", os.path.join(tmp, name + "-sessions.json"),
                 "--period", str(PERIOD_S), "--ttl", str(TTL_S), "--hold", "8", "--min-run", "600",
-                "--keepalive", str(KEEPALIVE_S), "--heartbeat", "1"]
+                "--keepalive", str(keepalive), "--heartbeat", "1"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -96,6 +97,17 @@ class CloudProc:
     def log(self):
         with open(self.log_path, errors="replace") as f:
             return f.read()[-4000:]
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
+        time.sleep(0.1)
 
 
 def limits(cl, since_t=None):
@@ -215,3 +227,91 @@ def test_two_instances_split_the_fleet_and_take_over(rig, tmp_path):
     print("takeover: first survivor lease %s s after the SIGKILL" % {
         s: round(t - t_kill, 1) for s, t in first_new.items()})
     print("presence of the survivor: %s" % json.dumps(last))
+
+
+class FakeFleet:
+    """Retained `online` and a `state` a second for chargers that charge at whatever they are leased:
+    enough for the balancer, without the cost of the firmware (the contract payloads are the test
+    above's business)."""
+
+    def __init__(self, rig, serials):
+        self.serials = serials
+        self.pub = rig.client("fake-fleet", topics=["evse/+/limit"])
+        self.seq = 0
+        self.stop = False
+        for s in serials:
+            self.pub.c.publish("evse/%s/online" % s, b"online", qos=1, retain=True)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def lease(self, serial):
+        got = self.pub.all("evse/%s/limit" % serial)
+        return max(got[-1].d["a"]) if got else 6.0
+
+    def run(self):
+        while not self.stop:
+            self.seq += 1
+            for s in self.serials:
+                a = self.lease(s)
+                doc = {"v": 1, "boot": 1, "seq": self.seq, "up_ms": self.seq * 1000, "ts": None,
+                       "mode": "connected_charging", "cp": "C2", "offered_a": a, "limit_a": a, "limit_src": "cloud",
+                       "contactor": True, "phases": 3, "i_a": [a, a, a], "standalone": False, "enabled": True,
+                       "faults": [], "pp_a": 32}
+                self.pub.c.publish("evse/%s/state" % s, json.dumps(doc), qos=1, retain=True)
+            time.sleep(1.0)
+
+    def limits(self, serial, since_t=0.0):
+        return [m for m in self.pub.all("evse/%s/limit" % serial) if m.t >= since_t]
+
+
+def test_hung_instance_is_replaced_by_its_silence_and_comes_back_gracefully(rig, tmp_path):
+    """SIGSTOP (keepalive 60 s, so no will): the survivor takes the hung instance's installations when
+    its heartbeat has been silent for 3 heartbeats; after SIGCONT the hung one notices its own stall,
+    leaves them first and takes its share back only as a graceful move, so that a charger's leases
+    never come from both instances in turn (no a-b-a-b), and every seq is greater than the last."""
+    name_a, name_b, own = pick_names()
+    inst_dir = str(tmp_path / "installations")
+    write_installations(inst_dir)
+    obs = rig.client("observer", topics=["refcloud/instances/+"])
+    fleet = FakeFleet(rig, SERIALS)
+    a = CloudProc(str(tmp_path), name_a, rig.broker.port, inst_dir, keepalive=60)
+    b = CloudProc(str(tmp_path), name_b, rig.broker.port, inst_dir, keepalive=60)
+    rig.clouds += [a, b]
+    try:
+        garage = INSTALLATIONS["garage"]
+        for s in SERIALS:
+            wait_for(lambda s=s: any(m.d.get("by") == own[SITE[s]] for m in fleet.limits(s)), 20,
+                     "%s leased by %s" % (s, own[SITE[s]]))
+        time.sleep(2)
+        t_stop = time.monotonic()
+        os.killpg(a.proc.pid, signal.SIGSTOP)
+        for s in garage:
+            m = wait_for(lambda s=s: [m for m in fleet.limits(s, t_stop) if m.d.get("by") == name_b], 12,
+                         "the survivor leasing %s" % s)[0]
+            # 3 heartbeats of silence + settle 1 s + one round, plus scheduling on a busy machine
+            assert m.t - t_stop < 3 + 1 + PERIOD_S + 3, "%.1f s" % (m.t - t_stop)
+        assert not obs.all("refcloud/instances/" + name_a, pred=lambda d: d is None), "the will fired"
+        time.sleep(3)
+        t_cont = time.monotonic()
+        os.killpg(a.proc.pid, signal.SIGCONT)
+        for s in garage:
+            wait_for(lambda s=s: [m for m in fleet.limits(s, t_cont) if m.d.get("by") == name_a], 15,
+                     "%s back with %s" % (s, name_a))
+        time.sleep(2 * PERIOD_S)
+        for s in SERIALS:
+            got = fleet.limits(s)
+            runs = [got[0].d["by"]]
+            for m in got[1:]:
+                if m.d["by"] != runs[-1]:
+                    runs.append(m.d["by"])
+            want = [name_a, name_b, name_a] if own[SITE[s]] == name_a else [name_b]
+            assert runs[-len(want):] == want and len(runs) <= len(want) + 1, "%s: leases from %s" % (s, runs)
+            seqs = [m.d["seq"] for m in got]
+            assert seqs == sorted(set(seqs)), "%s: seq not increasing" % s
+        assert "stalled" in a.log()
+    finally:
+        fleet.stop = True
+        try:
+            os.killpg(a.proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass

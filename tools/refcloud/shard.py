@@ -115,6 +115,8 @@ class ShardCloud:
         self.last_online = {}        # serial -> the last online payload handled
         self.rereads = []            # [(t subscribe, t unsubscribe, topics, subscribed?)]
         self.last_hb = None
+        self.last_tick = None
+        self.stalled = False
         self.stats = {"rx": 0, "fwd_out": 0, "fwd_in": 0, "handled": 0, "dropped": 0, "dups": 0,
                       "limits": 0, "takeovers": 0, "busy_s": 0.0}
         self.t_start = time.monotonic()
@@ -221,7 +223,8 @@ class ShardCloud:
             elif new != self.name and iid in self.owned:
                 del self.owned[iid]
                 site.connected.clear()
-                self.log("shard %s: %s now belongs to %s" % (self.name, iid, new))
+                self.log("shard %s: %s now belongs to %s" % (self.name, iid, new or "nobody we know of (offline"
+                                                                          " or stalled): leases stop"))
         if live:
             self.log("shard %s: live %s; owns %s" % (self.name, ",".join(sorted(live)),
                                                     ",".join(sorted(self.owned)) or "nothing"))
@@ -299,6 +302,14 @@ class ShardCloud:
 
     def tick(self):
         t0 = time.monotonic()
+        if self.last_tick is not None and t0 - self.last_tick > 3 * self.heartbeat_s:
+            # we were frozen (stopped, swapped out) long enough for the others to take us as dead and
+            # take our installations: give them up before sending anything, and take back what the
+            # hash gives us only as a graceful move (after one round more, once they have seen us)
+            self.log("shard %s: stalled for %.1f s; leaving our installations" % (self.name, t0 - self.last_tick))
+            self._set_live(frozenset(), t0)
+            self.stalled = True
+        self.last_tick = t0
         n = 0
         while n < 20000:
             try:
@@ -308,6 +319,11 @@ class ShardCloud:
             self._message(topic, payload, time.monotonic())
             n += 1
         now = time.monotonic()
+        if self.stalled:
+            # what came in while we were frozen is in the inbox now: the others' heartbeats included
+            self.stalled = False
+            for n_, (seen, hb) in list(self.peers.items()):
+                self.peers[n_] = (max(seen, now - hb), hb)
         self._set_live(self._live_now(now), now)
         if self.discovered and self.pending:
             pending, self.pending = self.pending, []
