@@ -19,11 +19,13 @@ without the extension) and
   forwarded again: when ownership has just moved it is dropped; the charger repeats state every
   `state_interval_s` and a session until it is acknowledged);
 - on gaining an installation: a fresh balancer, the chargers' retained `online` and `state` read
-  again through plain subscriptions held for `reread_s`, then, after `settle_s` (one round more
-  when the previous owner is still alive and still has to notice that it lost it), its retained
-  `config` and leases. The leases' seq is wall-clock deciseconds, so the new owner's are greater
-  than the old owner's and the chargers take them;
-- on losing one (a new instance took it): no more leases for it, at once.
+  again through plain subscriptions held for `reread_s`, then, after `settle_s` (plus the smaller
+  of one round and 3 heartbeats when the previous owner is still alive and has to notice first that
+  it lost it), its retained `config` and leases. The leases' seq is wall-clock deciseconds, so the
+  new owner's are greater than the old owner's and the chargers take them;
+- on losing one (a new instance took it): no more leases for it, at once;
+- after its own loop was frozen for more than 3 heartbeats (the others have taken it as dead): it
+  leaves every installation before sending anything, then takes its share back as a graceful move.
 
 Nothing toward the chargers changes except the extra `by` field of a limit (the instance's name).
 Each session message reaches one instance and is acknowledged by at most one (the one that owns the
@@ -236,8 +238,9 @@ class ShardCloud:
         for s in site.inst.chargers:
             self.last_state.pop(s, None)
             self.last_online.pop(s, None)
-        # graceful: the previous owner is alive and stops when it sees us, one round is enough for that
-        self.owned[iid] = now + self.settle_s + (self.params.period_s if graceful else 0.0)
+        # graceful: the previous owner is alive and stops as soon as it sees our presence; one that is
+        # frozen stops by itself once it wakes after more than 3 heartbeats (tick), so that bounds it
+        self.owned[iid] = now + self.settle_s + (min(self.params.period_s, 3 * self.heartbeat_s) if graceful else 0.0)
         self.stats["takeovers"] += 1
         topics = ["%s/%s/%s" % (self.prefix, s, k) for s in site.inst.chargers for k in REREAD_KINDS]
         self.rereads.append([now, now + self.reread_s, topics, False])
