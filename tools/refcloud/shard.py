@@ -118,6 +118,7 @@ class ShardCloud:
         self.rereads = []            # [(t subscribe, t unsubscribe, topics, subscribed?)]
         self.last_hb = None
         self.last_tick = None
+        self.dup_warned = -1e9
         self.stalled = False
         self.stats = {"rx": 0, "fwd_out": 0, "fwd_in": 0, "handled": 0, "dropped": 0, "dups": 0,
                       "limits": 0, "takeovers": 0, "busy_s": 0.0}
@@ -194,9 +195,17 @@ class ShardCloud:
         except (ValueError, TypeError, AttributeError):
             return
         if name == self.name:
-            if doc.get("conn") == self.conn and not self.discovered:
-                self.discovered = True
-                self.log("shard %s: discovered %s" % (self.name, ", ".join(sorted(self.peers)) or "no other instance"))
+            if doc.get("conn") == self.conn:
+                if not self.discovered:
+                    self.discovered = True
+                    self.log("shard %s: discovered %s" % (self.name, ", ".join(sorted(self.peers))
+                                                         or "no other instance"))
+            elif self.discovered and now - self.dup_warned > 10:
+                # not our connection's: an older retained one of ours arrives before our echo, but
+                # after it only a second process with our name publishes here; both would lease
+                self.dup_warned = now
+                self.log("shard %s: ERROR: another instance runs with this name (connection %s)" % (
+                    self.name, doc.get("conn")))
             return
         if name not in self.peers:
             self.log("shard %s: instance %s is live" % (self.name, name))
