@@ -316,3 +316,21 @@ def test_hung_instance_is_replaced_by_its_silence_and_comes_back_gracefully(rig,
             os.killpg(a.proc.pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
+
+
+def test_rendezvous_moves_only_what_changes_hands():
+    """A join moves to the newcomer only, about 1/K of the installations; a death moves only the dead
+    instance's installations, spread over the survivors."""
+    ids = ["site%05d" % i for i in range(2000)]
+    three = {"c1", "c2", "c3"}
+    before = {i: owner(i, three) for i in ids}
+    after_join = {i: owner(i, three | {"c4"}) for i in ids}
+    moved = [i for i in ids if before[i] != after_join[i]]
+    assert all(after_join[i] == "c4" for i in moved)
+    assert 0.2 < len(moved) / len(ids) < 0.3, len(moved)
+    after_death = {i: owner(i, three - {"c2"}) for i in ids}
+    moved = [i for i in ids if before[i] != after_death[i]]
+    assert set(moved) == {i for i in ids if before[i] == "c2"}
+    got = [after_death[i] for i in moved]
+    assert 0.4 < got.count("c1") / len(got) < 0.6
+    assert owner("x", set()) is None
