@@ -318,6 +318,46 @@ def test_hung_instance_is_replaced_by_its_silence_and_comes_back_gracefully(rig,
             pass
 
 
+def test_three_instances_a_death_is_taken_over_at_once(rig, tmp_path):
+    """With three instances the dead one's installations go to the survivors that the hash picks,
+    without the wait of a graceful move (that is for a previous owner that is alive), and nothing
+    else moves."""
+    for k in range(100):
+        names = ["cloud-a%d" % k, "cloud-b%d" % k, "cloud-c%d" % k]
+        own = {i: owner(i, set(names)) for i in INSTALLATIONS}
+        if own["garage"] == names[0] and len(set(own.values())) >= 2:
+            break
+    inst_dir = str(tmp_path / "installations")
+    write_installations(inst_dir)
+    fleet = FakeFleet(rig, SERIALS)
+    procs = [CloudProc(str(tmp_path), n, rig.broker.port, inst_dir) for n in names]
+    rig.clouds += procs
+    try:
+        for s in SERIALS:
+            wait_for(lambda s=s: any(m.d.get("by") == own[SITE[s]] for m in fleet.limits(s)), 20,
+                     "%s leased by %s" % (s, own[SITE[s]]))
+        time.sleep(2)
+        t_kill = time.monotonic()
+        procs[0].kill(signal.SIGKILL)
+        after = {i: owner(i, set(names[1:])) for i in INSTALLATIONS}
+        for s in SERIALS:
+            m = wait_for(lambda s=s: [m for m in fleet.limits(s, t_kill) if m.d.get("by") == after[SITE[s]]], 10,
+                         "%s leased by %s" % (s, after[SITE[s]]))[0]
+            if own[SITE[s]] == names[0]:
+                print("%s: first lease from %s %.1f s after the SIGKILL" % (s, after[SITE[s]], m.t - t_kill))
+                assert m.t - t_kill < 3.0, "%.1f s (a graceful wait?)" % (m.t - t_kill)
+        time.sleep(PERIOD_S + 0.5)
+        for s in SERIALS:
+            late = {m.d.get("by") for m in fleet.limits(s, t_kill + 0.5)}
+            assert late == {after[SITE[s]]}, "%s: leases after the kill from %s" % (s, late)
+        for i in INSTALLATIONS:
+            if own[i] == names[0]:
+                log = next(p for p in procs if p.name == after[i]).log()
+                assert "taking %s from %s (gone)" % (i, names[0]) in log, log
+    finally:
+        fleet.stop = True
+
+
 def test_rendezvous_moves_only_what_changes_hands():
     """A join moves to the newcomer only, about 1/K of the installations; a death moves only the dead
     instance's installations, spread over the survivors."""

@@ -227,10 +227,16 @@ class ShardCloud:
         others = live - {self.name}
         for iid, site in self.sites.items():
             new = owner(iid, live)
+            prev = self.owners.get(iid)
             self.owners[iid] = new
             if new == self.name and iid not in self.owned:
-                prev = owner(iid, others)
-                self._acquire(iid, site, now, graceful=prev is not None)
+                if prev is None:  # no earlier view (start, reconnect, stall): whoever has it without us
+                    prev = owner(iid, others)
+                # graceful when the previous owner is alive and has to see us first; not after a death
+                graceful = prev is not None and prev in others
+                self.log("shard %s: taking %s from %s (%s)" % (
+                    self.name, iid, prev or "nobody", "alive: after it has seen us" if graceful else "gone"))
+                self._acquire(iid, site, now, graceful=graceful)
             elif new != self.name and iid in self.owned:
                 del self.owned[iid]
                 site.connected.clear()
