@@ -237,8 +237,9 @@ class Balancer:
     def due(self, now):
         return self.last_step is None or now - self.last_step >= self.p.period_s
 
-    def step(self, now):
-        """One allocation round: returns [(serial, limit payload)] for every charger that follows leases."""
+    def step(self, now, seq_floor=0):
+        """One allocation round: returns [(serial, limit payload)] for every charger that follows leases.
+        seq_floor: the smallest seq to send (the cloud passes deciseconds of the wall clock)."""
         self.last_step = now
         ins = self.inputs(now)
         grants = allocator.allocate(self.inst, ins, allocator.Params(raise_step_a=self.p.raise_step_a))
@@ -258,7 +259,7 @@ class Balancer:
                 t.wait_since = now
                 t.run_since = None
             t.granted_a = g.value_a
-            t.seq = max(t.seq + 1, self.seq_start)
+            t.seq = max(t.seq + 1, self.seq_start, seq_floor)
             t.grants.append((now, list(g.a), self.p.ttl_s))
             msgs.append((ci.serial, {"a": list(g.a), "ttl_s": self.p.ttl_s, "seq": t.seq}))
         self.last_inputs = ins

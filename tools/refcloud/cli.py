@@ -1,6 +1,7 @@
 """tools/cloud: run the reference cloud for one installation, or send one command to a charger.
 
     tools/cloud --broker HOST:PORT --installation FILE [--sessions FILE] [--period S] [--ttl S] [--view]
+    tools/cloud --broker HOST:PORT --installations DIR --instance NAME [--group G] [--sessions FILE] [...]
     tools/cloud --broker HOST:PORT cmd SERIAL OP [--auth-id ID] [--settings JSON] [--session-id ID] [--url URL]
 
 OP: authorize (--auth-id), deauthorize, stop, resume, restart, set (--settings '{"max_current_a":16}'),
@@ -10,6 +11,10 @@ required on, standalone off and a valid max current (--max-current, default 16),
 config, factory reset). Prints the reply (each reply for offboard); the exit status is 0 for ok, 1
 for an error reply, 2 for no reply. --keys FILE ({"SERIAL": "<cmd_key hex>"}) signs every limit, cmd
 and config to those chargers (contract v1.1), for the cloud and for cmd alike.
+
+With --installations DIR --instance NAME it is one of several instances that split the installations
+of DIR (one file each) among them over MQTT shared subscriptions (tools/refcloud/shard.py,
+docs/cloud.md): start the same command with another NAME, on the same broker, to share the fleet.
 """
 
 import argparse
@@ -39,6 +44,12 @@ def main(argv=None):
     ap.add_argument("--min-run", type=float, default=120.0, help="s a started charger keeps its slot (default 120)")
     ap.add_argument("--view", action="store_true", help="live terminal view")
     ap.add_argument("--keys", help="JSON file {serial: cmd_key hex}: sign what goes to those chargers")
+    ap.add_argument("--installations", help="folder of installation files: run as one sharded instance")
+    ap.add_argument("--instance", help="this instance's name (sharded; unique among the instances)")
+    ap.add_argument("--group", default="refcloud", help="shared-subscription group (default refcloud)")
+    ap.add_argument("--cloud-prefix", default="refcloud", help="topic prefix of presence and forwarding")
+    ap.add_argument("--heartbeat", type=float, default=1.0, help="s between presence heartbeats (default 1)")
+    ap.add_argument("--keepalive", type=int, default=5, help="MQTT keepalive s (the will fires after 1.5x)")
     sub = ap.add_subparsers(dest="action")
     cp = sub.add_parser("cmd", help="send one command to a charger and print the reply")
     cp.add_argument("serial")
@@ -99,9 +110,11 @@ def main(argv=None):
                 return 1
         return 0
 
-    if not a.installation:
-        ap.error("--installation is required to run the cloud")
     params = BalancerParams(period_s=a.period, ttl_s=a.ttl, hold_s=a.hold, min_run_s=a.min_run)
+    if a.installations:
+        return run_shard(a, ap, params, keys)
+    if not a.installation:
+        ap.error("--installation (or --installations with --instance) is required to run the cloud")
     view = None
     if a.view:
         from .view import View
@@ -126,4 +139,31 @@ def main(argv=None):
         pass
     finally:
         cloud.stop()
+    return 0
+
+
+def run_shard(a, ap, params, keys):
+    from .shard import ShardCloud, installation_files
+
+    if not a.instance:
+        ap.error("--installations needs --instance NAME")
+    try:
+        files = installation_files(a.installations)
+    except OSError as e:
+        ap.error("--installations: %s" % e)
+    if not files:
+        ap.error("--installations: no .json or .toml file in %s" % a.installations)
+    shard = ShardCloud(a.broker, files, a.instance, prefix=a.prefix, cloud_prefix=a.cloud_prefix, group=a.group,
+                       sessions_path=a.sessions, params=params, log=lambda s: print(s, flush=True), keys=keys,
+                       keepalive=a.keepalive, heartbeat_s=a.heartbeat)
+    signal.signal(signal.SIGTERM, lambda *_: shard.stopping.set())
+    shard.start()
+    print("cloud %s: %d installations, %d chargers, broker %s, group %s" % (
+        a.instance, len(shard.sites), len(shard.by_serial), a.broker, a.group), flush=True)
+    try:
+        shard.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shard.stop()
     return 0

@@ -70,7 +70,11 @@ class SessionStore:
 
 class Cloud:
     def __init__(self, broker, inst_path, prefix="evse", sessions_path=None, params=BalancerParams(),
-                 log=print, client_id=None, keys=None):
+                 log=print, client_id=None, keys=None, client=None, sessions=None, instance=None):
+        """client, sessions, instance: for one installation of a sharded instance (shard.py), which
+        owns the MQTT client and the session store, routes messages to handle() and sets `connected`
+        only while it owns the installation; instance is its name, sent as an extra field `by` in
+        every limit (the charger ignores unknown fields) so that who balances whom is observable."""
         self.host, self.port = parse_broker(broker)
         self.signer = Signer(keys or {})
         self.inst_path = inst_path
@@ -80,7 +84,8 @@ class Cloud:
         self.log = log
         self.params = params
         self.balancer = Balancer(self.inst, params, seq_start=int((time.time() - SEQ_EPOCH) * 10))
-        self.sessions = SessionStore(sessions_path)
+        self.sessions = sessions if sessions is not None else SessionStore(sessions_path)
+        self.instance = instance
         self.events = []            # (t, serial, event) recent events, for the view
         self.inbox = queue.Queue()
         self.lock = threading.Lock()
@@ -88,10 +93,12 @@ class Cloud:
         self.connected = threading.Event()
         self.cmd_ids = itertools.count(1)
         self.sent = 0
-        self.client = new_client(client_id or "refcloud-%d" % os.getpid())
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload, m.retain))
+        self.client = client
+        if client is None:
+            self.client = new_client(client_id or "refcloud-%d" % os.getpid())
+            self.client.on_connect = self._on_connect
+            self.client.on_disconnect = self._on_disconnect
+            self.client.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload, m.retain))
         for w in self.inst.warnings():
             self.log("warning: " + w)
 
@@ -198,7 +205,8 @@ class Cloud:
             self.balancer.set_installation(inst)
         self.log("cloud: installation reloaded (%s)" % ", ".join(
             "%s %g A" % (c.name, c.breaker_a) for c in inst.circuits))
-        self.push_configs()
+        if self.connected.is_set():  # otherwise at the next connect (or when a shard takes it over)
+            self.push_configs()
 
     def set_breaker(self, circuit, breaker_a):
         """Change a breaker value at run time (circuit None: the main breaker), as the portal would."""
@@ -224,8 +232,12 @@ class Cloud:
         self.reload_if_changed()
         if self.connected.is_set() and self.balancer.due(now):
             with self.lock:
-                msgs = self.balancer.step(now)
+                # seq: deciseconds of the wall clock (and at least the previous + 1), so that it keeps
+                # increasing across restarts and from one instance to the one that takes over
+                msgs = self.balancer.step(now, seq_floor=int((time.time() - SEQ_EPOCH) * 10))
             for serial, payload in msgs:
+                if self.instance:
+                    payload["by"] = self.instance
                 self.client.publish("%s/%s/limit" % (self.prefix, serial),
                                     self.signer.wrap(serial, "limit", json.dumps(payload)), qos=1)
                 self.sent += 1
