@@ -88,7 +88,7 @@ class Fleet:
         self.procs[serial] = p
         return p
 
-    def start_fleet(self, procs=2, tick_ms=100, slow_ms=500, mp=None, env=None):
+    def start_fleet(self, procs=4, tick_ms=250, slow_ms=1000, mp=None, env=None):
         """Every charger of the installation in `procs` MicroPython processes (tools/sim-fleet,
         board/sim/fleet.py) instead of one process each; stopped with the rest by stop()."""
         specs = []
