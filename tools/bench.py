@@ -864,7 +864,7 @@ def _fleet_gaps(path, n, out):
     except (OSError, ValueError):
         lines = []
     seen = {}
-    gaps, rounds, means = [], [], []
+    gaps, rounds, means, fast, slow, gcs, hub = [], [], [], [], [], [], []
     for d in lines:
         k = d["name"]
         if d["connected"] < d["n"] and k not in seen:
@@ -875,10 +875,19 @@ def _fleet_gaps(path, n, out):
         gaps.append(d["gap_ms_max"])
         rounds.append(d["round_ms_max"])
         means.append(d["round_ms_mean"])
+        fast.append(d.get("fast_us", 0))
+        slow.append(d.get("slow_us", 0))
+        gcs.append(d.get("gc_ms", 0))
+        hub.append(d.get("hub_ms", 0))
     out["gap_max_ms"] = max(gaps) if gaps else None
     out["gap_p50_ms"] = pct(gaps, 50) if gaps else None
     out["round_ms_max"] = max(rounds) if rounds else None
     out["round_ms_mean"] = round(sum(means) / len(means), 1) if means else None
+    # per process and second: us per fast-only step and per slow step (one charger), ms in the GC's
+    # one collection, ms polling and serving the sockets
+    out["step_us_p50"] = {"fast": pct(fast, 50), "slow": pct(slow, 50)} if fast else None
+    out["gc_ms_p50_max"] = [pct(gcs, 50), max(gcs)] if gcs else None
+    out["hub_ms_per_s_p50"] = pct(hub, 50) if hub else None
     last = {}
     for d in lines:
         last[d["name"]] = d
