@@ -139,3 +139,79 @@ def test_twenty_chargers_in_two_processes_balanced_without_overload(tmp_path):
     assert sum(d["reboots"] for d in last.values()) == 1  # the commanded restart, nothing else
     # every charger said goodbye on the clean stop: offline after its last online
     assert all(v and v[-1] == b"offline" for v in online.values()), {s: v[-2:] for s, v in online.items()}
+
+
+LINK_SCRIPT = r"""
+import sys, time
+from board.sim.mqtt_poll import Hub
+hub = Hub(sys.argv[1], int(sys.argv[2]))
+lk = hub.link("PL1", ["t/in"], "t/online", inbox_items=4)
+lk.start()
+t0 = time.ticks_ms()
+while not lk.connected and time.ticks_diff(time.ticks_ms(), t0) < 5000:
+    hub.step(10)
+print("UP", lk.connect_count)
+got = []
+end = time.ticks_add(time.ticks_ms(), 10000)
+while len(got) < 40 and time.ticks_diff(end, time.ticks_ms()) > 0:
+    hub.step(20)  # an app that takes one message per 20 ms: the broker has to hold the rest
+    m = lk.get()
+    if m:
+        got.append(m[1].decode())
+print("GOT", ",".join(got))
+for i in range(10):
+    lk.publish("t/out", "m%d" % i, False, 1)
+lk.publish("t/state", "s1", True, 1, "state")
+lk.publish("t/state", "s2", True, 1, "state")  # same key, not yet sent: replaces s1
+while lk.pending() or lk._inflight:
+    hub.step(10)
+st = lk.status()
+print("STATUS", st["dropped_in"], st["dropped_out"], st["connect_count"])
+lk.shutdown()
+while not lk.closed():
+    hub.step(10)
+print("BYE")
+"""
+
+
+def test_poll_link_qos1_back_pressure_coalescing_and_goodbye(tmp_path):
+    """board/sim/mqtt_poll.py alone against mosquitto: 40 QoS 1 messages into an inbox of 4 drained
+    slowly all arrive, in order, none dropped; 10 QoS 1 publishes arrive; two `state` snapshots
+    queued together coalesce to the newest; `online` after the connect, `offline` on shutdown."""
+    import subprocess
+
+    import paho.mqtt.client as mqtt
+    from refcloud.broker import Broker
+
+    script = tmp_path / "link.py"
+    script.write_text(LINK_SCRIPT)
+    broker = Broker().start()
+    seen = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pl-test")
+    c.on_message = lambda cl, u, m: seen.append((m.topic, m.payload.decode()))
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe([("t/out", 1), ("t/state", 1), ("t/online", 1)])
+    c.loop_start()
+    env = dict(os.environ, MICROPYPATH=ROOT + ":.frozen")
+    mp = os.path.join(ROOT, ".venv", "bin", "micropython")
+    p = subprocess.Popen([mp, str(script), "127.0.0.1", str(broker.port)], env=env, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().split() == ["UP", "1"]
+        wait(lambda: ("t/online", "online") in seen, 5, "online")
+        for i in range(40):
+            c.publish("t/in", "n%d" % i, qos=1)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        time.sleep(0.3)
+        c.loop_stop()
+        broker.stop()
+    lines = dict((x + " ").split(" ", 1) for x in out.strip().splitlines())
+    assert lines["GOT"].strip().split(",") == ["n%d" % i for i in range(40)], out
+    assert lines["STATUS"].split() == ["0", "0", "1"]
+    assert "BYE" in lines
+    assert [m for t, m in seen if t == "t/out"] == ["m%d" % i for i in range(10)]
+    assert [m for t, m in seen if t == "t/state"] == ["s2"]
+    assert [m for t, m in seen if t == "t/online"] == ["online", "offline"]

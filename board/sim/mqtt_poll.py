@@ -114,7 +114,10 @@ class Hub:
     def _want_out(self, lk, on):
         if lk._sock is not None and lk._pollout != on:
             lk._pollout = on
-            self.poll.modify(lk._sock, select.POLLIN | (select.POLLOUT if on else 0))
+            self._mask(lk)
+
+    def _mask(self, lk):
+        self.poll.modify(lk._sock, (0 if lk._rx_paused else select.POLLIN) | (select.POLLOUT if lk._pollout else 0))
 
     def mark(self, lk):
         if not lk._dirty:
@@ -187,6 +190,7 @@ class PollLink:
         self._state = _OFF
         self._sock = None
         self._pollout = False
+        self._rx_paused = False
         self._dirty = False
         self._tx = b""
         self._rx = bytearray()
@@ -227,7 +231,14 @@ class PollLink:
 
     def get(self):
         if self._in:
-            return self._in.pop(0)
+            m = self._in.pop(0)
+            if len(self._in) < self.inbox_items and self._sock is not None:
+                if self._rx:
+                    self._parse(ticks_ms())  # what is buffered first
+                if self._rx_paused and len(self._in) < self.inbox_items:
+                    self._rx_paused = False  # room again: read the socket again
+                    self.hub._mask(self)
+            return m
         return None
 
     def recv(self):
@@ -315,6 +326,7 @@ class PollLink:
             return
         self._sock = s
         self._pollout = True
+        self._rx_paused = False
         self.hub._watch(self, s, True)
         self._state = _CONNECTING
         self._deadline = ticks_add(now, CONNECT_MS)
@@ -442,7 +454,11 @@ class PollLink:
 
     def _read(self, now):
         if len(self._in) >= self.inbox_items:
-            return  # the app is behind: let the broker hold the rest (TCP back-pressure)
+            # the app is behind: let the broker hold the rest (TCP back-pressure), and stop polling
+            # this socket for input until get() made room (no busy wake-ups meanwhile)
+            self._rx_paused = True
+            self.hub._mask(self)
+            return
         try:
             data = self._sock.recv(RECV_BYTES)
         except OSError as e:
@@ -454,12 +470,19 @@ class PollLink:
             self._fail(OSError(errno.ECONNRESET), now)
             return
         self._last_rx = now
+        self._rx.extend(data)
+        self._parse(now)
+
+    def _parse(self, now):
+        """Handle the complete packets received; a PUBLISH only while the inbox has room (the rest
+        waits in the buffer, unacknowledged, as with a device whose app is behind)."""
         rx = self._rx
-        rx.extend(data)
         pos = 0
         n = len(rx)
         while n - pos >= 2:
             first = rx[pos]
+            if first & 0xF0 == 0x30 and len(self._in) >= self.inbox_items:
+                break
             mult = 1
             length = 0
             i = pos + 1
