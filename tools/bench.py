@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """make bench: measured speed, memory and latency of the firmware; writes bench/results.json.
 
-    python tools/bench.py [--out bench/results.json] [--only tick,heap,safety,limit,fleet] [--fleet 10,50,100,200]
+    python tools/bench.py [--out bench/results.json] [--only tick,heap,safety,limit,fleet] [--fleet 200,500,1000]
 
 Measures, on this machine, with the MicroPython unix port and the `make bundle` image (build/bundle):
 fast-tick allocation and CPU time, the smallest heap that runs the reference scenario and the peak
 live heap in it, contactor open latency after C->B / RCD trip / state E in real time with MQTT
 traffic (and with the broker blackholed), fast-loop gaps while the broker is down / blackholed /
-slow, `limit` -> PWM latency against the broker's own delivery time, and the largest fleet this
-machine runs with the reference cloud. Methods and what the figures mean for an ESP32:
-bench/README.md. Benchmarks measure; they assert nothing.
+slow, `limit` -> PWM latency against the broker's own delivery time, the largest fleet this machine
+runs with the reference cloud (in the one-process fleet mode, tools/sim-fleet) with the broker's
+message rate, and the reference cloud's allocator time per round at 10^4 chargers. Methods and what
+the figures mean for an ESP32: bench/README.md. Benchmarks measure; they assert nothing.
 
 Everything started here runs in its own process group and is stopped before exit.
 """
