@@ -1096,8 +1096,9 @@ def main(argv=None):
         if "fleet" in only:
             bench_cloud_balance(res, extra, notes)
             heap = a.fleet_heap or int(1.5 * (res.get("heap_min_kb") or 210))
-            if a.fleet_mode != "one":
-                extra["fleet_heap_kb"] = heap
+            # procs mode: the heap of each sim-charger; fleet mode: tools/sim-fleet sizes each process's
+            # heap from its share (160 KiB per charger on the 64-bit port)
+            extra["fleet_heap_kb"] = heap if a.fleet_mode != "one" else None
             bench_fleet(res, extra, notes, work, [int(x) for x in a.fleet.split(",")], heap, a.fleet_mode,
                         a.fleet_procs, a.fleet_tick_ms, a.fleet_slow_ms)
     finally:
