@@ -661,6 +661,14 @@ def run_fleet(n, work, heap_kb, limits, mode="one", procs=4, tick_ms=250, slow_m
     env = dict(os.environ, SIM_BENCH="1")
 
     class BenchFleet(Fleet):
+        def fresh_serials(self):
+            """Chargers whose vehicle state is recent enough for draw() to count it."""
+            from refcloud.fleet import TRUTH_STALE_S
+
+            now = time.monotonic()
+            with self.lock:
+                return {s for s, v in self.truth.items() if now - v[0] <= TRUTH_STALE_S}
+
         def start_charger(self, serial):
             cfg = self.inst.chargers[serial]
             state = os.path.join(self.dir, serial)
@@ -763,16 +771,24 @@ def run_fleet(n, work, heap_kb, limits, mode="one", procs=4, tick_ms=250, slow_m
                 log("t+%.1f %s" % (now - t_ref, " ".join("%s:%s/%s/%.1f" % (s[-2:], c["grant_a"], c["target_a"], max(
                     dr.get(s, [0, 0, 0]))) for s, c in sorted(ch.items()))))
             ok = True
+            bad = {"grant_not_target": 0, "draw_not_grant": 0, "draw_stale": 0, "circuit_over": 0}
+            fresh = fleet.fresh_serials() if hasattr(fleet, "fresh_serials") else None
             for s, c in ch.items():
                 g, tg = c["grant_a"] or 0.0, c["target_a"] or 0.0
                 drawn = max(dr.get(s, [0, 0, 0]))
-                if abs(g - tg) > 0.05 or abs(drawn - (g if g >= 6 else 0.0)) > 0.6:
+                if abs(g - tg) > 0.05:
+                    bad["grant_not_target"] += 1
                     ok = False
-                    break
-            if ok:
-                for c in fleet.inst.circuits:
-                    if max(sum(dr.get(s, [0, 0, 0])[k] for s in c.serials) for k in range(3)) > breaker + 0.15:
-                        ok = False
+                elif abs(drawn - (g if g >= 6 else 0.0)) > 0.6:
+                    bad["draw_not_grant"] += 1
+                    if fresh is not None and s not in fresh:
+                        bad["draw_stale"] += 1
+                    ok = False
+            for c in fleet.inst.circuits:
+                if max(sum(dr.get(s, [0, 0, 0])[k] for s in c.serials) for k in range(3)) > breaker + 0.15:
+                    bad["circuit_over"] += 1
+                    ok = False
+            out["unsettled"] = bad  # why the last check was not settled (kept when it never settles)
             if not ok:
                 since[0] = None
                 return False

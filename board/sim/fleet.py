@@ -41,7 +41,7 @@ ticks_us = time.ticks_us  # type: ignore[attr-defined]  (MicroPython)
 
 TICK_MS = 250
 SLOW_MS = 1000
-EV_STATE_MS = 2000  # sim/<id>/ev/state at least this often (refcloud.fleet takes 3 s as stale)
+EV_STATE_MS = 1000  # sim/<id>/ev/state at least this often, as sim-charger (refcloud.fleet: 3 s is stale)
 STATS_MS = 1000
 REBOOT_WAIT_MS = 2500  # a restarting charger's link may say goodbye this long
 HUB_EVERY = 64  # chargers stepped between two polls of the sockets
