@@ -26,6 +26,7 @@ from .view import View
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIM_CHARGER = os.path.join(ROOT, "tools", "sim-charger")
+SIM_FLEET = os.path.join(ROOT, "tools", "sim-fleet")
 TRUTH_STALE_S = 3.0
 
 
@@ -85,6 +86,27 @@ class Fleet:
                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
         self.procs[serial] = p
+        return p
+
+    def start_fleet(self, procs=4, tick_ms=250, slow_ms=1000, mp=None, env=None):
+        """Every charger of the installation in `procs` MicroPython processes (tools/sim-fleet,
+        board/sim/fleet.py) instead of one process each; stopped with the rest by stop()."""
+        specs = []
+        for serial, cfg in self.inst.chargers.items():
+            specs.append({"id": serial, "state_dir": os.path.join(self.dir, serial),
+                          "settings": self.cloud.config_doc(cfg)})
+        spec = os.path.join(self.dir, "fleet-spec.json")
+        with open(spec, "w") as f:
+            json.dump({"chargers": specs}, f)
+        args = [sys.executable, SIM_FLEET, "--broker", self.broker.address, "--spec", spec, "--procs", str(procs),
+                "--tick-ms", str(tick_ms), "--slow-ms", str(slow_ms), "--prefix", self.prefix]
+        if mp:
+            args += ["--mp", mp]
+        out = open(os.path.join(self.dir, "sim-fleet.log"), "ab")
+        p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        out.close()
+        self.procs["sim-fleet"] = p
         return p
 
     def kill_charger(self, serial, sig=signal.SIGKILL):
