@@ -27,6 +27,7 @@ CPYTHON_ONLY = "real mosquitto and simulator processes, paho-mqtt"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
+from e2e import wait_until  # noqa: E402
 from refcloud.balancer import BalancerParams  # noqa: E402
 from refcloud.fleet import Fleet  # noqa: E402
 
@@ -50,14 +51,6 @@ def write_inst(path, breaker):
     os.replace(tmp, path)
 
 
-def wait(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
 
 
 class Sampler(threading.Thread):
@@ -85,7 +78,7 @@ def test_three_chargers_breaker_step_and_power_cut(tmp_path):
     try:
         fleet.start()
         snap = fleet.cloud.snapshot
-        wait(lambda: all(c["fresh"] and c["standalone"] is False for c in snap()["chargers"].values()), 30,
+        wait_until(lambda: all(c["fresh"] and c["standalone"] is False for c in snap()["chargers"].values()), 30,
              "three chargers online and configured (standalone false)")
         sampler.start()
         for s in SERIALS:
@@ -95,7 +88,7 @@ def test_three_chargers_breaker_step_and_power_cut(tmp_path):
             d = fleet.draw()
             return all(len(d.get(s, [])) == 3 and abs(max(d[s]) - 10.6) < 0.3 for s in SERIALS)
         t0 = time.monotonic()
-        wait(shared, 40, "all three vehicles drawing 10.6 A")
+        wait_until(shared, 40, "all three vehicles drawing 10.6 A")
         report["share_s"] = round(time.monotonic() - t0, 1)
 
         # ---- breaker step 32 -> 16
@@ -106,7 +99,7 @@ def test_three_chargers_breaker_step_and_power_cut(tmp_path):
             d = fleet.draw()
             vals = sorted(round(max(d.get(s, [0, 0, 0]))) for s in SERIALS)
             return vals == [0, 8, 8]
-        wait(converged, CONVERGE_S + 10, "two chargers at 8 A and one paused")
+        wait_until(converged, CONVERGE_S + 10, "two chargers at 8 A and one paused")
         report["converge_s"] = round(time.monotonic() - t_step, 1)
         time.sleep(4)  # stays converged
         assert converged()
@@ -117,7 +110,7 @@ def test_three_chargers_breaker_step_and_power_cut(tmp_path):
         others = [s for s in SERIALS if s != victim]
         t_kill = time.monotonic()
         fleet.kill_charger(victim)
-        wait(lambda: snap()["chargers"][victim]["online"] is False, 10, "the cloud to see %s offline" % victim)
+        wait_until(lambda: snap()["chargers"][victim]["online"] is False, 10, "the cloud to see %s offline" % victim)
         checks = 0
         end = t_kill + params.ttl_s + params.hold_s + 4  # past lease lapse + hold: only the fallback left
         while time.monotonic() < end:
@@ -130,12 +123,12 @@ def test_three_chargers_breaker_step_and_power_cut(tmp_path):
             time.sleep(0.5)
         assert checks > 10
         # after the lease lapsed only the fallback is held for it: one other charger gets 16 - 6 = 10 A
-        wait(lambda: sorted(snap()["chargers"][s]["grant_a"] or 0 for s in others) == [0.0, 10.0], 10,
+        wait_until(lambda: sorted(snap()["chargers"][s]["grant_a"] or 0 for s in others) == [0.0, 10.0], 10,
              "the others sharing 16 A minus the fallback (6 A) of the dead charger")
         fleet.start_charger(victim)
         t_back = time.monotonic()
-        wait(lambda: snap()["chargers"][victim]["fresh"] and max(snap()["chargers"][victim]["committed"]) == 0, 30,
-             "%s back and accounted at what it reports (no vehicle after the power cut)" % victim)
+        wait_until(lambda: snap()["chargers"][victim]["fresh"] and max(snap()["chargers"][victim]["committed"]) == 0,
+                   30, "%s back and accounted at what it reports (no vehicle after the power cut)" % victim)
         report["back_s"] = round(time.monotonic() - t_back, 1)
     finally:
         sampler.stop.set()

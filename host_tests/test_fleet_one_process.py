@@ -23,6 +23,7 @@ CPYTHON_ONLY = "real mosquitto, MicroPython fleet processes, paho-mqtt"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
+from e2e import wait_until  # noqa: E402
 from refcloud.balancer import BalancerParams  # noqa: E402
 from refcloud.fleet import Fleet, check_overload  # noqa: E402
 
@@ -47,14 +48,6 @@ def write_inst(path):
         json.dump(doc, f)
 
 
-def wait(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.25)
-    raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
 
 
 def test_twenty_chargers_in_two_processes_balanced_without_overload(tmp_path):
@@ -75,9 +68,9 @@ def test_twenty_chargers_in_two_processes_balanced_without_overload(tmp_path):
         snap = fleet.cloud.snapshot
 
         # 1. online, configured (standalone false from the retained config), vehicle sides connected
-        wait(lambda: all(c["fresh"] and c["standalone"] is False for c in snap()["chargers"].values()), 30,
+        wait_until(lambda: all(c["fresh"] and c["standalone"] is False for c in snap()["chargers"].values()), 30,
              "every charger online and configured")
-        wait(lambda: all(s in fleet.truth for s in serials), 10, "every vehicle side publishing")
+        wait_until(lambda: all(s in fleet.truth for s in serials), 10, "every vehicle side publishing")
         assert sorted(s for s, v in online.items() if b"online" in v) == sorted(serials)
 
         # 2. sharing at 32 A per circuit
@@ -98,7 +91,7 @@ def test_twenty_chargers_in_two_processes_balanced_without_overload(tmp_path):
                 if any(abs(a - b) > 0.3 for a, b in zip(drawn, want, strict=True)):
                     return False
             return True
-        wait(lambda: shares(6.4, 0), 40, "every circuit shared 5 x 6.4 A")
+        wait_until(lambda: shares(6.4, 0), 40, "every circuit shared 5 x 6.4 A")
         assert not check_overload(fleet.recording(), FOLLOW_S), "a circuit above 32 A"
 
         # 3. breaker step
@@ -106,7 +99,7 @@ def test_twenty_chargers_in_two_processes_balanced_without_overload(tmp_path):
         for c in fleet.inst.circuits:
             fleet.cloud.set_breaker(c.name, 16)
         t_step = fleet.elapsed()
-        wait(lambda: shares(8.0, 3), CONVERGE_S, "two chargers at 8 A and three paused per circuit")
+        wait_until(lambda: shares(8.0, 3), CONVERGE_S, "two chargers at 8 A and three paused per circuit")
         end = time.monotonic() + 3  # hold: it stays there
         while time.monotonic() < end:
             assert shares(8.0, 3)
@@ -123,8 +116,8 @@ def test_twenty_chargers_in_two_processes_balanced_without_overload(tmp_path):
         def rebooted():
             evs = [e[2] for e in fleet.cloud.events if e[1] == target and e[2].get("type") == "boot"]
             return len(evs) > booted and evs[-1].get("reset_cause") == "soft"
-        wait(rebooted, 20, "the boot event of the restarted charger")
-        wait(lambda: snap()["chargers"][target]["fresh"], 10, "the restarted charger online again")
+        wait_until(rebooted, 20, "the boot event of the restarted charger")
+        wait_until(lambda: snap()["chargers"][target]["fresh"], 10, "the restarted charger online again")
         assert all(c["fresh"] for c in snap()["chargers"].values())
     finally:
         log = os.path.join(fleet.dir, "sim-fleet.log")
@@ -198,7 +191,7 @@ def test_poll_link_qos1_back_pressure_coalescing_and_goodbye(tmp_path):
                          text=True)
     try:
         assert p.stdout.readline().split() == ["UP", "1"]
-        wait(lambda: ("t/online", "online") in seen, 5, "online")
+        wait_until(lambda: ("t/online", "online") in seen, 5, "online")
         for i in range(40):
             c.publish("t/in", "n%d" % i, qos=1)
         out, _ = p.communicate(timeout=30)
