@@ -6,10 +6,10 @@
 import json
 
 from firmware import protocol
-from firmware.ticks import ticks_diff
+from firmware.ticks import const, ticks_diff
 
-INBOX_PER_SERVICE = 8  # inbound messages handled per service() call
-SESSIONS_PER_ROUND = 8  # pending session records queued per (re)send round
+_INBOX_PER_SERVICE = const(8)  # inbound messages handled per service() call
+_SESSIONS_PER_ROUND = const(8)  # pending session records queued per (re)send round
 
 
 class Cloud:
@@ -51,7 +51,7 @@ class Cloud:
         link = self.link
         if self.ha is not None:
             self.ha.service(now_ms)
-        for _ in range(INBOX_PER_SERVICE):
+        for _ in range(_INBOX_PER_SERVICE):
             m = link.get()
             if m is None:
                 break
@@ -126,7 +126,7 @@ class Cloud:
 
     def resend_sessions(self, now_ms):
         self._last_sessions = now_ms
-        pending = self.station.pending_sessions(SESSIONS_PER_ROUND)
+        pending = self.station.pending_sessions(_SESSIONS_PER_ROUND)
         for rec in pending:
             self._send(self.t.session, rec, now_ms)
         if not pending:

@@ -17,10 +17,10 @@ import errno
 import select
 import socket as _socket
 
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.ticks import const, ticks_add, ticks_diff, ticks_ms
 
 OVERSIZED = b"\x00oversized"  # identity-compared marker handed to umqtt's callback
-_CHUNK = 256
+_CHUNK = const(256)
 
 _EAGAIN = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 _EINPROGRESS = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EALREADY", 114))
@@ -54,7 +54,6 @@ class MqttSocket:
         self.max_payload = MAX_PAYLOAD
         self.rx_bytes = 0  # counted by the link's dead-link detector
         self.tx_bytes = 0
-        self.oversized = 0
         self._poll = select.poll()
         self._scratch = bytearray(_CHUNK)
         self._closed = False
@@ -179,7 +178,6 @@ class MqttSocket:
             n -= got
             self.rx_bytes += got
             deadline = ticks_add(ticks_ms(), self.io_ms)  # progress: the bound is per chunk
-        self.oversized += 1
         return OVERSIZED
 
     def write(self, buf, n=None):
@@ -204,10 +202,6 @@ class MqttSocket:
             off += k
             self.tx_bytes += k
         return total
-
-    def readable(self, ms):
-        """True when data (or EOF) is waiting, after at most ms."""
-        return bool(self._wait(select.POLLIN, ms))
 
     def close(self):
         if self._closed:

@@ -28,7 +28,6 @@ V = 1
 OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get",
        "update", "factory_reset")  # the last two: contract v1.1
 
-OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
 # Home Assistant (firmware/ha.py): its controls under <p>/<id>/ (raw payloads as HA sends them: the
 # switch, the number, the buttons), its birth topic and the discovery documents' topics
