@@ -117,7 +117,7 @@ class Link(LinkThread):
         if isinstance(topic, str):
             topic = topic.encode()
         if isinstance(payload, str):
-            payload = payload.encode()
+            payload = _buffer(payload)
         size = len(topic) + len(payload) + 16
         ok = True
         with self._lock:
@@ -135,6 +135,12 @@ class Link(LinkThread):
                 self._dropped_out += 1
                 ok = False
         return ok
+
+    def publish_json(self, topic, doc, retain=False, qos=1, key=None):
+        """publish() of a document as JSON (a dict, or a function that writes it into the stream it
+        is given), serialized as mqtt_socket.dump_parts() does: no block of the payload's size on
+        the heap. Control thread only."""
+        return self.publish(topic, mqtt_socket.dump_parts(doc), retain, qos, key)
 
     def recv(self):
         return self.get()
@@ -374,7 +380,18 @@ class Link(LinkThread):
 
 
 def _size(item):
-    return len(item[0]) + len(item[1]) + 16
+    return len(item[0]) + len(item[1]) + 16  # len() of a payload: its bytes on the wire
+
+
+def _buffer(s):
+    """A str payload as the socket writes it. MicroPython: a memoryview of the string's own UTF-8
+    bytes (len() counts bytes, as MQTT does), so a ~500-byte `state` is not copied once more by
+    encode(): in a small, fragmented heap the second block of that size is what runs out first.
+    CPython: the encoded bytes."""
+    try:
+        return memoryview(s)
+    except TypeError:
+        return s.encode()
 
 
 class _NoLock:

@@ -14,6 +14,8 @@
 # Patched into umqtt.simple as its `socket` module (socket(), getaddrinfo()) and, for umqtt 1.3.4
 # which imports `ussl`, as `ussl` (wrap_socket(sock, ctx=, server_hostname=)).
 import errno
+import io
+import json
 import select
 import socket as _socket
 
@@ -181,6 +183,10 @@ class MqttSocket:
         return OVERSIZED
 
     def write(self, buf, n=None):
+        if isinstance(buf, Parts):  # a payload of dump_parts(): its parts one after the other
+            for p in buf.parts:
+                self.write(p)
+            return buf.n
         mv = memoryview(buf)
         if n is not None:
             mv = mv[:n]
@@ -220,6 +226,62 @@ class MqttSocket:
 
 def socket(*args):
     return MqttSocket(*args)
+
+
+# ---- payloads without a block of their whole size ---------------------------------------------
+_DOC_BYTES = const(1024)  # documents up to this size are serialized without any reallocation
+_PART = const(128)
+_doc = None  # the io.BytesIO that dump_parts() serializes into (MicroPython), False on CPython
+
+
+class Parts:
+    """A payload held as a few small bytes objects (len() is its size): umqtt takes len(msg) and
+    hands msg to write(), which writes the parts in turn."""
+
+    def __init__(self, parts, n):
+        self.parts = parts
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def dump_parts(doc):
+    """A JSON payload (UTF-8): doc is a dict, or a function that writes the document into the
+    text stream it is given (protocol.Envelope.write). On MicroPython the JSON is written into one
+    buffer allocated once (at the first message, early at boot) and the payload is copied out of it
+    in 128-byte parts: a ~500-byte `state` needs neither a string grown by reallocation nor its
+    encoded copy, the two blocks of that size that a small, fragmented heap runs out of first.
+    CPython: bytes. Control thread only (the buffer is shared)."""
+    global _doc
+    b = _doc
+    if b is None:
+        try:
+            b = io.BytesIO(_DOC_BYTES)  # MicroPython: empty, preallocated
+        except TypeError:  # CPython: BytesIO takes initial bytes, json.dump writes str
+            b = False
+        _doc = b
+    if b is False:
+        s = io.StringIO()
+        if callable(doc):
+            doc(s)
+        else:
+            json.dump(doc, s)
+        return s.getvalue().encode()
+    b.seek(0)
+    if callable(doc):
+        doc(b)
+    else:
+        json.dump(doc, b)
+    n = b.tell()
+    b.seek(0)
+    parts = []
+    left = n
+    while left > 0:
+        k = left if left < _PART else _PART
+        parts.append(b.read(k))
+        left -= k
+    return Parts(parts, n)
 
 
 # ---- `ussl` for umqtt.simple 1.3.4 (ussl.wrap_socket(sock, **ssl_params)) -------------------

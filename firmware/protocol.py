@@ -25,6 +25,7 @@ from firmware.units import (  # noqa: F401  (the error codes and bounds are part
 )
 
 V = 1
+ENVELOPE = ("v", "boot", "seq", "up_ms", "ts")
 OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get",
        "update", "factory_reset")  # the last two: contract v1.1
 
@@ -85,11 +86,44 @@ class Envelope:
 
     def wrap(self, fields, up_ms, ts):
         self.seq += 1
-        d = {"v": V, "boot": self.boot, "seq": self.seq, "up_ms": up_ms, "ts": ts}
-        for k in fields:
-            if k not in d:
-                d[k] = fields[k]
+        d = fields.copy()  # one table of the right size, not one grown key by key
+        d["v"] = V  # the envelope's fields win over any of the same name
+        d["boot"] = self.boot
+        d["seq"] = self.seq
+        d["up_ms"] = up_ms
+        d["ts"] = ts
         return d
+
+    def write(self, stream, fields, up_ms, ts):
+        """json.dump() of wrap(fields, up_ms, ts) into a text stream (or MicroPython's BytesIO),
+        without building the wrapped dict: the envelope first, then the fields' own object with its
+        opening brace overwritten. Consumes one seq, as wrap() does."""
+        for k in ENVELOPE:
+            if k in fields:  # the envelope must win: the plain way
+                json.dump(self.wrap(fields, up_ms, ts), stream)
+                return
+        self.seq += 1
+        w = stream.write
+        w('{"v": ')
+        json.dump(V, stream)
+        w(', "boot": ')
+        json.dump(self.boot, stream)
+        w(', "seq": ')
+        json.dump(self.seq, stream)
+        w(', "up_ms": ')
+        json.dump(up_ms, stream)
+        w(', "ts": ')
+        json.dump(ts, stream)
+        if not fields:
+            w("}")
+            return
+        w(",")
+        at = stream.tell()
+        json.dump(fields, stream)  # '{"k": ...}'
+        end = stream.tell()
+        stream.seek(at)
+        w(" ")  # its '{'
+        stream.seek(end)
 
     def peek(self, fields, up_ms, ts):
         """The envelope the next message will carry, around fields (seq not consumed)."""
