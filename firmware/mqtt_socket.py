@@ -57,7 +57,7 @@ class MqttSocket:
         self.rx_bytes = 0  # counted by the link's dead-link detector
         self.tx_bytes = 0
         self._poll = select.poll()
-        self._scratch = bytearray(_CHUNK)
+        self._scratch = None  # for draining an oversized payload: allocated when one comes
         self._closed = False
 
     # -- modes asked for by umqtt ------------------------------------------------------------
@@ -161,6 +161,8 @@ class MqttSocket:
     def _discard(self, n):
         deadline = ticks_add(ticks_ms(), self.io_ms)
         buf = self._scratch
+        if buf is None:
+            buf = self._scratch = bytearray(_CHUNK)
         mv = memoryview(buf)
         while n > 0:
             k = n if n < _CHUNK else _CHUNK
@@ -229,8 +231,8 @@ def socket(*args):
 
 
 # ---- payloads without a block of their whole size ---------------------------------------------
-_DOC_BYTES = const(1024)  # documents up to this size are serialized without any reallocation
-_PART = const(128)
+_DOC_BYTES = const(640)  # a charging `state` (~600 B) fits; a larger document grows the buffer once
+_PART = const(127)  # with its terminating NUL a part fills 8 GC blocks exactly
 _doc = None  # the io.BytesIO that dump_parts() serializes into (MicroPython), False on CPython
 
 
@@ -250,7 +252,7 @@ def dump_parts(doc):
     """A JSON payload (UTF-8): doc is a dict, or a function that writes the document into the
     text stream it is given (protocol.Envelope.write). On MicroPython the JSON is written into one
     buffer allocated once (at the first message, early at boot) and the payload is copied out of it
-    in 128-byte parts: a ~500-byte `state` needs neither a string grown by reallocation nor its
+    in 127-byte parts: a ~500-byte `state` needs neither a string grown by reallocation nor its
     encoded copy, the two blocks of that size that a small, fragmented heap runs out of first.
     CPython: bytes. Control thread only (the buffer is shared)."""
     global _doc
