@@ -57,14 +57,12 @@ class Topics:
         self.session = b + "session"
         self.reply = b + "reply"
         self.config_reported = b + "config/reported"
-        self.limit = b + "limit"
-        self.cmd = b + "cmd"
-        self.config = b + "config"
-
 
     def inbound(self, ha=False):
-        """The topics to subscribe; ha: with Home Assistant's controls (HA_IN_TOPICS)."""
-        t = [self.limit, self.cmd, self.config]
+        """The topics to subscribe (limit, cmd, config: built here, as the link keeps them and
+        nothing else needs their full names); ha: with Home Assistant's controls (HA_IN_TOPICS)."""
+        b = self.base
+        t = [b + "limit", b + "cmd", b + "config"]
         if ha:
             for rel in HA_IN_TOPICS:
                 t.append(self.base + rel)
