@@ -50,7 +50,7 @@ try:
     from micropython import const  # `_NAME = const(n)`: folded, the name takes no heap
 except ImportError:  # CPython
 
-    def const(x):  # type: ignore[no-redef]
+    def const(x):  # type: ignore[misc,no-redef]
         return x
 
 

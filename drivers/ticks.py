@@ -13,5 +13,5 @@ except ImportError:
 try:
     from micropython import const  # noqa: F401
 except ImportError:
-    def const(x):  # type: ignore[no-redef]
+    def const(x):  # type: ignore[misc,no-redef]
         return x
