@@ -1,6 +1,7 @@
 # The reference board's circuit: pin map and component values (docs/hardware.md).
 # Shared by board/esp32_ref.py (builds the drivers on real pins) and board/sim/ (builds the same
 # drivers on fake pins and models these very components in the plant). Imports no `machine`.
+from drivers.ticks import const  # `_NAME = const(n)`: folded, the name takes no heap
 
 # -- pin map (ESP32-WROOM-32, no SPIRAM). Analog inputs on ADC1 only (ADC2 is unusable with WiFi).
 PIN_CP_PWM = 25  # LEDC PWM -> +-12 V output stage -> 1 kOhm -> CP
@@ -41,9 +42,9 @@ CP_V_NEG_MV = -12000
 
 # -- control pilot sense: CP -- R1 -- node; node -- R2 -- 3.3 V; node -- R3 -- GND.
 #    +12 V -> 2.372 V, 0 V -> 1.535 V, -12 V -> 0.698 V at the ADC (inside the ESP32's 11 dB range).
-CP_SENSE_R1 = 180000
-CP_SENSE_R2 = 27000
-CP_SENSE_R3 = 27000
+_CP_SENSE_R1 = const(180000)
+_CP_SENSE_R2 = const(27000)
+_CP_SENSE_R3 = const(27000)
 
 # -- proximity pilot: PP -- R_pullup -- 3.3 V; the cable's coding resistor to PE.
 PP_PULLUP = 1000
@@ -68,13 +69,13 @@ METER_IGAIN = (0x8000, 0x8000, 0x8000)
 def pilot_cal():
     from drivers.pilot import PilotCal
 
-    return PilotCal.from_divider(CP_SENSE_R1, CP_SENSE_R2, CP_SENSE_R3, VREF_MV)
+    return PilotCal.from_divider(_CP_SENSE_R1, _CP_SENSE_R2, _CP_SENSE_R3, VREF_MV)
 
 
 def cp_adc_uv(cp_mv):
     """The ADC node voltage (uV) that a CP voltage produces in this circuit (node equation)."""
-    g1 = 1.0 / CP_SENSE_R1
-    g2 = 1.0 / CP_SENSE_R2
-    g3 = 1.0 / CP_SENSE_R3
+    g1 = 1.0 / _CP_SENSE_R1
+    g2 = 1.0 / _CP_SENSE_R2
+    g3 = 1.0 / _CP_SENSE_R3
     v = (cp_mv / 1000.0 * g1 + VREF_MV / 1000.0 * g2) / (g1 + g2 + g3)
     return int(v * 1000000)

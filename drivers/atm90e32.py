@@ -11,7 +11,7 @@
 # A read with any sign of a bad bus (all-0xFF / all-0x00, LastSPIData mismatch, CRC error, impossible
 # values) sets ok=False and `error`, keeps the last good numbers and adds no energy.
 # See docs/hardware.md for the register map and units.
-from drivers.ticks import ticks_diff
+from drivers.ticks import const, ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ CHANNEL_MAP_U = 0x02
 PL_CONST_H = 0x31
 PL_CONST_L = 0x32
 MMODE0 = 0x33
-MMODE1 = 0x34
-P_START_TH = 0x35
+_MMODE1 = const(0x34)
+_P_START_TH = const(0x35)
 UGAIN = (0x61, 0x65, 0x69)  # UgainA/B/C
 IGAIN = (0x62, 0x66, 0x6A)  # IgainA/B/C
 SOFT_RESET = 0x70
@@ -43,13 +43,13 @@ FREQ = 0xF8  # 0.01 Hz
 
 SOFT_RESET_CODE = 0x789A
 CFG_UNLOCK = 0x55AA
-CFG_LOCK = 0x0000
+_CFG_LOCK = const(0x0000)
 
 COUNTS_PER_WH = 320  # 0.01 CF per LSB at 3200 imp/kWh
 PT_W_PER_LSB = 0.00128  # PmeanT:PmeanTLSB as a signed 32-bit value
-U_MAX_CV = 30000  # 300 V
-I_MAX_MA = 65000  # the register's ceiling is 65.535 A; 0xFFFF is what a floating bus reads
-P_MAX_W = 3 * 300 * 65  # for the energy plausibility check
+_U_MAX_CV = const(30000)  # 300 V
+_I_MAX_MA = const(65000)  # the register's ceiling is 65.535 A; 0xFFFF is what a floating bus reads
+_P_MAX_W = const(3 * 300 * 65)  # for the energy plausibility check
 
 # default configuration (per board: pass your own calibration to the constructor)
 DEFAULT_CONFIG = (
@@ -59,8 +59,8 @@ DEFAULT_CONFIG = (
     (PL_CONST_H, 0x0861),
     (PL_CONST_L, 0xC468),
     (MMODE0, 0x0087),
-    (MMODE1, 0x0000),
-    (P_START_TH, 0x0000),
+    (_MMODE1, 0x0000),
+    (_P_START_TH, 0x0000),
 )
 
 ERR_BUS = "meter_bus"  # no chip / stuck bus / readback mismatch
@@ -146,7 +146,7 @@ class ATM90E32:
         for addr, val in self.config:
             if self.read_reg(addr) != val:
                 bad = True
-        self.write_reg(CFG_REG_ACC_EN, CFG_LOCK)
+        self.write_reg(CFG_REG_ACC_EN, _CFG_LOCK)
         if bad:
             self.error = ERR_BUS
             return False
@@ -205,13 +205,13 @@ class ATM90E32:
         if self.read_reg(LAST_SPI_DATA) != freq:
             return ERR_BUS
         for ph in range(3):
-            if u[ph] > U_MAX_CV or i[ph] > I_MAX_MA:
+            if u[ph] > _U_MAX_CV or i[ph] > _I_MAX_MA:
                 return ERR_RANGE
         raw = (p_hi << 16) | p_lo
         if raw & 0x80000000:
             raw -= 1 << 32
         p = raw * PT_W_PER_LSB
-        if abs(p) > P_MAX_W:
+        if abs(p) > _P_MAX_W:
             return ERR_RANGE
         # energy last: it is clear-on-read, so it is only taken once the rest of the frame is sane
         e = self.read_reg(AP_ENERGY_T)
@@ -229,7 +229,7 @@ class ATM90E32:
                 k = int((e_exp - e) / 65536.0 + 0.5)
                 if k > 0:
                     e += k * 65536
-            e_max = P_MAX_W * dt / 3600000.0 * COUNTS_PER_WH + 64
+            e_max = _P_MAX_W * dt / 3600000.0 * COUNTS_PER_WH + 64
             if e > e_max:
                 return ERR_RANGE
         self._last_ms = now_ms

@@ -7,26 +7,27 @@
 # The duty for a current is the charging core's business (firmware/iec61851.py): the driver takes
 # a duty in per mille, as a board-support layer gives it.
 # Fast path (set_* while unchanged, sample()): integers only, allocates nothing.
+from drivers.ticks import const
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
     from machine import ADC, PWM  # noqa: F401  (used in type comments)
 
-FREQ_HZ = 1000
-BURST = 100  # ADC reads per sample(); must span >= 2 PWM periods at the port's read cost
+_FREQ_HZ = const(1000)
+_BURST = const(100)  # ADC reads per sample(); must span >= 2 PWM periods at the port's read cost
 
 # Plateau classification: nominal high-plateau voltage of A..E, entry window, keep window.
 _STATES = ("A", "B", "C", "D", "E")
-_NOM_STEP_MV = 3000  # nominal high plateaus 12, 9, 6, 3, 0 V (computed: a frozen tuple of such ints
+_NOM_STEP_MV = const(3000)  # nominal high plateaus 12, 9, 6, 3, 0 V (computed: a frozen tuple of such ints
 # would hold big-int objects, and reading one allocates)
-_ENTER_MV = 1000  # +-1 V (IEC 61851 tolerance)
-_KEEP_MV = 1300  # hysteresis: a state is kept while within +-1.3 V of its nominal value
-_F_MV = -12000
-_F_WIN_MV = 1500
+_ENTER_MV = const(1000)  # +-1 V (IEC 61851 tolerance)
+_KEEP_MV = const(1300)  # hysteresis: a state is kept while within +-1.3 V of its nominal value
+_F_MV = const(-12000)
+_F_WIN_MV = const(1500)
 # Diode check: with PWM on, the negative plateau must be about -12 V (J1772: -11.4..-12.6 V);
 # a missing or shorted diode loads it to about -8.8 V (B) or -5.6 V (C).
-_DIODE_LO_MV = -13000
-_DIODE_HI_MV = -11000
+_DIODE_LO_MV = const(-13000)
+_DIODE_HI_MV = const(-11000)
 
 MODE_PWM = "pwm"
 MODE_HIGH = "high"
@@ -88,7 +89,7 @@ class Pilot:
     11 dB attenuation) reading the CP sense node; read_uv() is used (eFuse-calibrated on the ESP32).
     invert: the output stage inverts (a high GPIO gives -12 V)."""
 
-    def __init__(self, pwm, adc, cal, burst=BURST, invert=False):
+    def __init__(self, pwm, adc, cal, burst=_BURST, invert=False):
         self.pwm = pwm  # type: PWM
         self.adc = adc  # type: ADC
         self.cal = cal
@@ -102,7 +103,7 @@ class Pilot:
         self.mode = ""
         self.samples = 0  # bursts taken (diagnostics)
         self._read = adc.read_uv  # bound once: taking a bound method allocates on MicroPython
-        pwm.freq(FREQ_HZ)
+        pwm.freq(_FREQ_HZ)
         self.set_high()
 
     # -- output ------------------------------------------------------------------------------

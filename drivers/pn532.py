@@ -46,6 +46,13 @@ except ImportError:  # CPython (host tests): the ESP32's 2**30 tick period
     def ticks_diff(ticks1, ticks2):  # type: ignore[misc,no-redef]
         return ((ticks1 - ticks2 + 0x20000000) & 0x3FFFFFFF) - 0x20000000
 
+try:
+    from micropython import const  # `_NAME = const(n)`: folded, the name takes no heap
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
@@ -55,18 +62,18 @@ FAULT_READER = "reader"
 
 TFI_HOST = 0xD4
 TFI_CHIP = 0xD5
-TFI_ERROR = 0x7F
+_TFI_ERROR = const(0x7F)
 
 CMD_GET_FIRMWARE_VERSION = 0x02
 CMD_SAM_CONFIGURATION = 0x14
 CMD_RF_CONFIGURATION = 0x32
 CMD_IN_LIST_PASSIVE_TARGET = 0x4A
 
-IC_PN532 = 0x32
-RF_ITEM_MAX_RETRIES = 0x05
-BRTY_106A = 0x00
-MAX_TARGETS = 2
-SEL_RES_ISO14443_4 = 0x20  # the tag speaks ISO 14443-4: the PN532 adds its ATS to the target data
+_IC_PN532 = const(0x32)
+_RF_ITEM_MAX_RETRIES = const(0x05)
+_BRTY_106A = const(0x00)
+_MAX_TARGETS = const(2)
+_SEL_RES_ISO14443_4 = const(0x20)  # the tag speaks ISO 14443-4: the PN532 adds its ATS to the target data
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
@@ -74,8 +81,8 @@ NACK = b"\x00\x00\xff\xff\x00\x00"
 WAKE = b"\x55\x55\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
 CHUNK = 96  # received bytes parsed per poll (two targets with 10-byte UIDs and ATS fit in one)
-RESP_MAX = 128  # longest TFI+data accepted; anything longer is a wire glitch
-MAX_NACKS = 2
+_RESP_MAX = const(128)  # longest TFI+data accepted; anything longer is a wire glitch
+_MAX_NACKS = const(2)
 
 # last_error values
 ERR_TIMEOUT = "timeout"  # no ACK or no answer before the deadline
@@ -92,16 +99,16 @@ _P_LCS = 3
 _P_BODY = 4
 _P_DCS = 5
 # parser events
-_EV_NONE = 0
-_EV_ACK = 1
-_EV_FRAME = 2
-_EV_BAD = 3
+_EV_NONE = const(0)
+_EV_ACK = const(1)
+_EV_FRAME = const(2)
+_EV_BAD = const(3)
 # command states
-_S_START = 0  # (re)start the sequence: wake-up + SAMConfiguration
-_S_ACK = 1  # command sent, waiting for the ACK
-_S_RESP = 2  # ACK seen, waiting for the answer
-_S_IDLE = 3  # configured; next scan when period_ms has passed
-_S_BACKOFF = 4  # after a failure: wait retry_ms, then restart
+_S_START = const(0)  # (re)start the sequence: wake-up + SAMConfiguration
+_S_ACK = const(1)  # command sent, waiting for the ACK
+_S_RESP = const(2)  # ACK seen, waiting for the answer
+_S_IDLE = const(3)  # configured; next scan when period_ms has passed
+_S_BACKOFF = const(4)  # after a failure: wait retry_ms, then restart
 
 
 def _frame(data):
@@ -139,14 +146,14 @@ class PN532:
         self._cmds = (
             WAKE + _frame((CMD_SAM_CONFIGURATION, 0x01, 0x14, 0x00)),  # normal mode, no IRQ line
             _frame((CMD_GET_FIRMWARE_VERSION,)),
-            _frame((CMD_RF_CONFIGURATION, RF_ITEM_MAX_RETRIES, 0xFF, 0x01, 0x01)),
-            _frame((CMD_IN_LIST_PASSIVE_TARGET, MAX_TARGETS, BRTY_106A)),
+            _frame((CMD_RF_CONFIGURATION, _RF_ITEM_MAX_RETRIES, 0xFF, 0x01, 0x01)),
+            _frame((CMD_IN_LIST_PASSIVE_TARGET, _MAX_TARGETS, _BRTY_106A)),
         )
         self._codes = (CMD_SAM_CONFIGURATION, CMD_GET_FIRMWARE_VERSION, CMD_RF_CONFIGURATION,
                        CMD_IN_LIST_PASSIVE_TARGET)
         self._scan_step = 3
         self._chunk = bytearray(CHUNK)
-        self._resp = bytearray(RESP_MAX)  # TFI + data of the last frame received
+        self._resp = bytearray(_RESP_MAX)  # TFI + data of the last frame received
         self._rlen = 0
         self._p = _P_SYNC0
         self._plen = 0
@@ -260,7 +267,7 @@ class PN532:
             elif ev == _EV_BAD:
                 self.bad_frames += 1
                 if st == _S_RESP:
-                    if self._nacks < MAX_NACKS:
+                    if self._nacks < _MAX_NACKS:
                         self._nacks += 1
                         self._t = now_ms
                         self.uart.write(NACK)
@@ -281,7 +288,7 @@ class PN532:
             return False
         step = self._step
         if step == 1:
-            if self._rlen < 6 or r[2] != IC_PN532:
+            if self._rlen < 6 or r[2] != _IC_PN532:
                 self._fail(now_ms, ERR_CHIP)
                 return False
             if self.firmware is None:
@@ -333,7 +340,7 @@ class PN532:
             self._p = _P_SYNC0
             if n == 0 and b == 0xFF:
                 return _EV_ACK
-            if (n + b) & 0xFF or n > RESP_MAX:
+            if (n + b) & 0xFF or n > _RESP_MAX:
                 return _EV_BAD  # also NACK and extended frames, which the PN532 does not send us
             self._pi = 0
             self._psum = 0
@@ -355,7 +362,7 @@ class PN532:
         if n < 3:
             return False
         count = r[2]
-        if count > MAX_TARGETS:
+        if count > _MAX_TARGETS:
             return False
         i = 3
         for t in range(count):
@@ -369,7 +376,7 @@ class PN532:
             self._uid_at[t] = i
             self._uid_len[t] = idl
             i += idl
-            if sel & SEL_RES_ISO14443_4:
+            if sel & _SEL_RES_ISO14443_4:
                 if i >= n or r[i] < 1:
                     return False
                 i += r[i]  # TL counts itself

@@ -6,12 +6,13 @@
 # above 2.2 kOhm no cable. Slow path (called a few times a second).
 
 from drivers.analog import read_mv
+from drivers.ticks import const
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
     from machine import ADC  # noqa: F401  (used in type comments)
 
-OPEN_OHMS = 1000000
+_OPEN_OHMS = const(1000000)
 
 # (upper bound in Ohm, capacity in A)
 _BANDS = ((75, -1), (150, 63), (330, 32), (1000, 20), (2200, 13))
@@ -30,7 +31,7 @@ class Proximity:
         self.pullup_ohm = pullup_ohm
         self.vref_mv = vref_mv
         self.reads = reads
-        self.ohms = OPEN_OHMS
+        self.ohms = _OPEN_OHMS
         self.amps = 0
         self.mv = 0
 
@@ -40,11 +41,11 @@ class Proximity:
         self.mv = mv
         span = self.vref_mv - mv
         if span <= 20:  # at the rail: nothing connected
-            ohms = OPEN_OHMS
+            ohms = _OPEN_OHMS
         else:
             ohms = self.pullup_ohm * mv // span
-            if ohms > OPEN_OHMS:
-                ohms = OPEN_OHMS
+            if ohms > _OPEN_OHMS:
+                ohms = _OPEN_OHMS
         self.ohms = ohms
         self.amps = amps_for_ohms(ohms)
         return self.amps

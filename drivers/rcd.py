@@ -10,7 +10,7 @@
 #   test line was released, False otherwise (`selftest_error` says why).
 #
 # Fast path: poll() and selftest_poll() allocate nothing.
-from drivers.ticks import ticks_diff
+from drivers.ticks import const, ticks_diff
 
 TYPE_CHECKING = False  # mypy treats this name as true: tools/typecheck.py checks machine calls
 if TYPE_CHECKING:
@@ -21,10 +21,10 @@ ERR_NO_TRIP = "no_trip"
 ERR_STUCK = "stuck_tripped"
 ERR_TEST_LINE = "test_line_stuck"
 
-_IDLE = 0
-_PULSE = 1
-_RELEASE = 2
-_DONE = 3
+_IDLE = const(0)
+_PULSE = const(1)
+_RELEASE = const(2)
+_DONE = const(3)
 
 
 class RCD:

@@ -10,14 +10,14 @@
 from firmware.iec61851 import PWM_OFF_OPEN_MS
 from firmware.station import Station
 from firmware.storage import Storage
-from firmware.ticks import ticks_add, ticks_diff
+from firmware.ticks import const, ticks_add, ticks_diff
 
-FAST_MS = 10
+_FAST_MS = const(10)
 SLOW_MS = 50
-METER_MS = 1000
-TEMP_MS = 1000
-CHECKPOINT_MS = 15000  # session checkpoint while charging: a power cut loses at most this much energy
-WDT_SLOW_STALL_MS = 5000
+_METER_MS = const(1000)
+_TEMP_MS = const(1000)
+_CHECKPOINT_MS = const(15000)  # session checkpoint while charging: a power cut loses at most this much energy
+_WDT_SLOW_STALL_MS = const(5000)
 # a commanded restart waits for the contactor to open: the core opens it at the latest
 # PWM_OFF_OPEN_MS after removing the PWM, so a vehicle that holds on is not cut by the reset itself
 RESTART_GRACE_MS = PWM_OFF_OPEN_MS + 1000
@@ -67,9 +67,9 @@ class App:
 
         self._next_fast = now
         self._last_slow = now
-        self._last_meter = ticks_add(now, -METER_MS)
+        self._last_meter = ticks_add(now, -_METER_MS)
         self._meter_con = False
-        self._last_temp = ticks_add(now, -TEMP_MS)
+        self._last_temp = ticks_add(now, -_TEMP_MS)
         self._last_checkpoint = now
         self._restart_at = None
         self.hooks = []  # callables(now_ms) run with the slow work (the simulator's vehicle link)
@@ -122,14 +122,14 @@ class App:
             self._tethered = tethered
             self.charger.set_tethered(tethered)
         b.read_pp(inp)
-        if ticks_diff(now, self._last_temp) >= TEMP_MS:
+        if ticks_diff(now, self._last_temp) >= _TEMP_MS:
             self._last_temp = now
             b.read_temp(inp)
         st.readings(inp.pp_a, inp.temp_dc, tethered)
         # 1 Hz, and at once when the contactor changed, so that the state published for that change
         # shows the current that really flows (0 A once open), not the last reading
         closed = inp.contactor_closed
-        if ticks_diff(now, self._last_meter) >= METER_MS or closed != self._meter_con:
+        if ticks_diff(now, self._last_meter) >= _METER_MS or closed != self._meter_con:
             self._last_meter = now
             self._meter_con = closed
             self.meter.read(now)
@@ -144,7 +144,7 @@ class App:
             self.panel.service(now)
         if st.drain_events(now, self.cloud):
             self._last_checkpoint = now
-        if self.sessions.current is not None and ticks_diff(now, self._last_checkpoint) >= CHECKPOINT_MS:
+        if self.sessions.current is not None and ticks_diff(now, self._last_checkpoint) >= _CHECKPOINT_MS:
             self._last_checkpoint = now
             st.checkpoint(now)
         if self.cloud is not None:
@@ -201,9 +201,9 @@ class App:
             except Exception as e:  # a bug in reporting must not stop the control loop; a slow loop
                 self.slow_errors += 1  # that keeps failing starves the watchdog (WDT_SLOW_STALL_MS)
                 _log_exception(e)
-        if ticks_diff(now, self._last_slow) < WDT_SLOW_STALL_MS:
+        if ticks_diff(now, self._last_slow) < _WDT_SLOW_STALL_MS:
             self.board.wdt.feed()
-        self._next_fast = ticks_add(self._next_fast, FAST_MS)
+        self._next_fast = ticks_add(self._next_fast, _FAST_MS)
         wait = ticks_diff(self._next_fast, self.board.ticks_ms())
         if wait < 0:  # overran: do not try to catch up with a burst of ticks
             self._next_fast = self.board.ticks_ms()

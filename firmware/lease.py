@@ -26,7 +26,6 @@ class Lease:
         self.valid = False
         self.until = 0
         self.seq = None  # last applied seq
-        self.ever = False
 
     def set(self, now, a, ttl_s, seq):
         """Validate and apply. Returns None or (code, detail)."""
@@ -58,7 +57,6 @@ class Lease:
         self.seq = int(seq)
         self.until = ticks_add(now, int(ttl_s * 1000))
         self.valid = True
-        self.ever = True
         return None
 
     def expired(self, now):

@@ -21,24 +21,24 @@ except ImportError:  # CPython without the MicroPython module: only the queues a
 
 from firmware import link_thread, mqtt_socket
 from firmware.link_thread import LinkThread
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.ticks import const, ticks_add, ticks_diff, ticks_ms
 
 # Defaults (ms unless noted)
-KEEPALIVE_S = 30  # in CONNECT; the broker drops us after 1.5x this without a packet
+_KEEPALIVE_S = const(30)  # in CONNECT; the broker drops us after 1.5x this without a packet
 POLL_MS = 25  # first-byte wait per round: inbound latency, no busy loop
 IO_MS = 10000  # any read/write of a packet that has started
 CONNECT_MS = 10000  # TCP connect
 TLS_MS = 15000  # TLS handshake
 BACKOFF_MIN_MS = 1000
 BACKOFF_MAX_MS = 60000
-STABLE_MS = 60000  # a connection that lasted this long resets the backoff
+_STABLE_MS = const(60000)  # a connection that lasted this long resets the backoff
 MAX_PAYLOAD = 8192  # larger inbound payloads are drained, the app gets (topic, None)
 OUTBOX_ITEMS = 24
-OUTBOX_BYTES = 16384
+_OUTBOX_BYTES = const(16384)
 INBOX_ITEMS = 16
 
-V_LEGACY = 1  # umqtt.simple 1.3.x: ssl=bool, ssl_params=dict, imports ussl
-V_CONTEXT = 2  # umqtt.simple >= 1.4 (mip): ssl=SSLContext-like object
+_V_LEGACY = const(1)  # umqtt.simple 1.3.x: ssl=bool, ssl_params=dict, imports ussl
+_V_CONTEXT = const(2)  # umqtt.simple >= 1.4 (mip): ssl=SSLContext-like object
 
 
 def backoff_ms(attempt, lo=BACKOFF_MIN_MS, hi=BACKOFF_MAX_MS, r=None):
@@ -47,10 +47,10 @@ def backoff_ms(attempt, lo=BACKOFF_MIN_MS, hi=BACKOFF_MAX_MS, r=None):
 
 class Link(LinkThread):
     def __init__(self, client_id, host, port=None, subscriptions=None, user=None, password=None,
-                 cadata=None, online_topic=None, server_hostname=None, keepalive_s=KEEPALIVE_S,
+                 cadata=None, online_topic=None, server_hostname=None, keepalive_s=_KEEPALIVE_S,
                  umqtt=None, poll_ms=POLL_MS, io_ms=IO_MS, connect_ms=CONNECT_MS, tls_ms=TLS_MS,
                  backoff_min_ms=BACKOFF_MIN_MS, backoff_max_ms=BACKOFF_MAX_MS,
-                 max_payload=MAX_PAYLOAD, outbox_items=OUTBOX_ITEMS, outbox_bytes=OUTBOX_BYTES,
+                 max_payload=MAX_PAYLOAD, outbox_items=OUTBOX_ITEMS, outbox_bytes=_OUTBOX_BYTES,
                  inbox_items=INBOX_ITEMS, stack_size=16384, log=None):
         """client_id: the serial. subscriptions: topics subscribed (QoS 1) after every connect.
         cadata: CA certificate(s), PEM or DER bytes: enables mqtts with the broker's certificate
@@ -117,7 +117,7 @@ class Link(LinkThread):
         if isinstance(topic, str):
             topic = topic.encode()
         if isinstance(payload, str):
-            payload = payload.encode()
+            payload = _buffer(payload)
         size = len(topic) + len(payload) + 16
         ok = True
         with self._lock:
@@ -135,6 +135,12 @@ class Link(LinkThread):
                 self._dropped_out += 1
                 ok = False
         return ok
+
+    def publish_json(self, topic, doc, retain=False, qos=1, key=None):
+        """publish() of a document as JSON (a dict, or a function that writes it into the stream it
+        is given), serialized as mqtt_socket.dump_parts() does: no block of the payload's size on
+        the heap. Control thread only."""
+        return self.publish(topic, mqtt_socket.dump_parts(doc), retain, qos, key)
 
     def recv(self):
         return self.get()
@@ -199,7 +205,7 @@ class Link(LinkThread):
                     self._drop(e)
                 if self._flag() is not None:
                     break
-                if ticks_diff(ticks_ms(), t0) >= STABLE_MS:
+                if ticks_diff(ticks_ms(), t0) >= _STABLE_MS:
                     attempt = 0
                 if self._sleep(backoff_ms(attempt, self.backoff_min_ms, self.backoff_max_ms)):
                     break
@@ -228,15 +234,15 @@ class Link(LinkThread):
         if self.tls_ca:
             ctx = mqtt_socket.make_context(self.tls_ca)
         args = (self.client_id, self.host, self.port, self.user, self.password, self.keepalive_s)
-        if self.variant != V_CONTEXT:
+        if self.variant != _V_CONTEXT:
             try:
                 c = mod.MQTTClient(*args, ssl=bool(ctx),
                                    ssl_params={"ctx": ctx, "server_hostname": self.server_hostname})
-                self.variant = V_LEGACY
+                self.variant = _V_LEGACY
                 sys.modules["ussl"] = mqtt_socket  # 1.3.x does `import ussl` in connect()
                 return c
             except TypeError:
-                self.variant = V_CONTEXT
+                self.variant = _V_CONTEXT
         return mod.MQTTClient(*args, ssl=mqtt_socket.TlsContext(ctx) if ctx else None)
 
     def _connect(self):
@@ -379,7 +385,18 @@ class Link(LinkThread):
 
 
 def _size(item):
-    return len(item[0]) + len(item[1]) + 16
+    return len(item[0]) + len(item[1]) + 16  # len() of a payload: its bytes on the wire
+
+
+def _buffer(s):
+    """A str payload as the socket writes it. MicroPython: a memoryview of the string's own UTF-8
+    bytes (len() counts bytes, as MQTT does), so a ~500-byte `state` is not copied once more by
+    encode(): in a small, fragmented heap the second block of that size is what runs out first.
+    CPython: the encoded bytes."""
+    try:
+        return memoryview(s)
+    except TypeError:
+        return s.encode()
 
 
 class _NoLock:

@@ -14,13 +14,15 @@
 # Patched into umqtt.simple as its `socket` module (socket(), getaddrinfo()) and, for umqtt 1.3.4
 # which imports `ussl`, as `ussl` (wrap_socket(sock, ctx=, server_hostname=)).
 import errno
+import io
+import json
 import select
 import socket as _socket
 
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from firmware.ticks import const, ticks_add, ticks_diff, ticks_ms
 
 OVERSIZED = b"\x00oversized"  # identity-compared marker handed to umqtt's callback
-_CHUNK = 256
+_CHUNK = const(256)
 
 _EAGAIN = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 _EINPROGRESS = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EALREADY", 114))
@@ -54,9 +56,8 @@ class MqttSocket:
         self.max_payload = MAX_PAYLOAD
         self.rx_bytes = 0  # counted by the link's dead-link detector
         self.tx_bytes = 0
-        self.oversized = 0
         self._poll = select.poll()
-        self._scratch = bytearray(_CHUNK)
+        self._scratch = None  # for draining an oversized payload: allocated when one comes
         self._closed = False
 
     # -- modes asked for by umqtt ------------------------------------------------------------
@@ -160,6 +161,8 @@ class MqttSocket:
     def _discard(self, n):
         deadline = ticks_add(ticks_ms(), self.io_ms)
         buf = self._scratch
+        if buf is None:
+            buf = self._scratch = bytearray(_CHUNK)
         mv = memoryview(buf)
         while n > 0:
             k = n if n < _CHUNK else _CHUNK
@@ -179,10 +182,13 @@ class MqttSocket:
             n -= got
             self.rx_bytes += got
             deadline = ticks_add(ticks_ms(), self.io_ms)  # progress: the bound is per chunk
-        self.oversized += 1
         return OVERSIZED
 
     def write(self, buf, n=None):
+        if isinstance(buf, Parts):  # a payload of dump_parts(): its parts one after the other
+            for p in buf.parts:
+                self.write(p)
+            return buf.n
         mv = memoryview(buf)
         if n is not None:
             mv = mv[:n]
@@ -205,10 +211,6 @@ class MqttSocket:
             self.tx_bytes += k
         return total
 
-    def readable(self, ms):
-        """True when data (or EOF) is waiting, after at most ms."""
-        return bool(self._wait(select.POLLIN, ms))
-
     def close(self):
         if self._closed:
             return
@@ -226,6 +228,62 @@ class MqttSocket:
 
 def socket(*args):
     return MqttSocket(*args)
+
+
+# ---- payloads without a block of their whole size ---------------------------------------------
+_DOC_BYTES = const(640)  # a charging `state` (~600 B) fits; a larger document grows the buffer once
+_PART = const(127)  # with its terminating NUL a part fills 8 GC blocks exactly
+_doc = None  # the io.BytesIO that dump_parts() serializes into (MicroPython), False on CPython
+
+
+class Parts:
+    """A payload held as a few small bytes objects (len() is its size): umqtt takes len(msg) and
+    hands msg to write(), which writes the parts in turn."""
+
+    def __init__(self, parts, n):
+        self.parts = parts
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def dump_parts(doc):
+    """A JSON payload (UTF-8): doc is a dict, or a function that writes the document into the
+    text stream it is given (protocol.Envelope.write). On MicroPython the JSON is written into one
+    buffer allocated once (at the first message, early at boot) and the payload is copied out of it
+    in 127-byte parts: a ~500-byte `state` needs neither a string grown by reallocation nor its
+    encoded copy, the two blocks of that size that a small, fragmented heap runs out of first.
+    CPython: bytes. Control thread only (the buffer is shared)."""
+    global _doc
+    b = _doc
+    if b is None:
+        try:
+            b = io.BytesIO(_DOC_BYTES)  # MicroPython: empty, preallocated
+        except TypeError:  # CPython: BytesIO takes initial bytes, json.dump writes str
+            b = False
+        _doc = b
+    if b is False:
+        s = io.StringIO()
+        if callable(doc):
+            doc(s)
+        else:
+            json.dump(doc, s)
+        return s.getvalue().encode()
+    b.seek(0)
+    if callable(doc):
+        doc(b)
+    else:
+        json.dump(doc, b)
+    n = b.tell()
+    b.seek(0)
+    parts = []
+    left = n
+    while left > 0:
+        k = left if left < _PART else _PART
+        parts.append(b.read(k))
+        left -= k
+    return Parts(parts, n)
 
 
 # ---- `ussl` for umqtt.simple 1.3.4 (ussl.wrap_socket(sock, **ssl_params)) -------------------

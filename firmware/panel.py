@@ -23,20 +23,20 @@
 # The cloud link only shows while no vehicle is there: with a vehicle, what the vehicle gets matters
 # more to the person at the charger than the link, and the cloud's own view says the rest.
 from firmware.session import CHARGING, FAULTED, FINISHED, IDLE, PAUSED_EV, WAITING_FOR_AUTH
-from firmware.ticks import ticks_add, ticks_diff
+from firmware.ticks import const, ticks_add, ticks_diff
 
 DISCONNECTED = 0
 OFFLINE = 1
-WAITING = 2
-CHARGING_C = 3
-PAUSED = 4
-FINISHED_C = 5
-FAULT_C = 6
-DISABLED_C = 7
-UPDATING = 8
-HOLD = 9
-RESET = 10
-REFUSED = 11
+_WAITING = const(2)
+_CHARGING_C = const(3)
+_PAUSED = const(4)
+_FINISHED_C = const(5)
+_FAULT_C = const(6)
+_DISABLED_C = const(7)
+_UPDATING = const(8)
+_HOLD = const(9)
+_RESET = const(10)
+_REFUSED = const(11)
 
 NAMES = ("disconnected", "offline", "waiting_for_auth", "charging", "paused", "finished", "fault", "disabled",
          "updating", "hold", "factory_reset", "refused")
@@ -67,7 +67,7 @@ PATTERNS = (
 )
 
 CONFIRM_MS = 1500  # factory_reset shown this long before the reset starts
-REFUSED_MS = 2000
+_REFUSED_MS = const(2000)
 
 # the button driver's results (drivers/button.py)
 SHORT = "short"
@@ -121,25 +121,25 @@ class Panel:
             self._showing = -1
         b = self.button
         if b is not None and b.pressed and b.short_max_ms < b.held_ms(now) < b.long_ms:
-            return HOLD  # (past long_ms the long press has been taken: no more "keep holding")
+            return _HOLD  # (past long_ms the long press has been taken: no more "keep holding")
         ch = self.station.charger
         st = ch.session.state
         if st == FAULTED:
-            return FAULT_C
+            return _FAULT_C
         if self.station.updating:
-            return UPDATING
+            return _UPDATING
         if not ch.enabled:
-            return DISABLED_C
+            return _DISABLED_C
         if st == IDLE:
             link = self.link
             return OFFLINE if link is not None and not link.connected else DISCONNECTED
         if st == WAITING_FOR_AUTH:
-            return WAITING
+            return _WAITING
         if st == CHARGING:
-            return CHARGING_C
+            return _CHARGING_C
         if st == PAUSED_EV:
-            return FINISHED_C
-        return PAUSED  # READY, PAUSED_EVSE, FINISHED (a stop holds it)
+            return _FINISHED_C
+        return _PAUSED  # READY, PAUSED_EVSE, FINISHED (a stop holds it)
 
     # ---- the button ------------------------------------------------------------------------------
     def _short(self, now):
@@ -157,9 +157,9 @@ class Panel:
 
     def _long(self, now):
         if self.station.charging():
-            self._show(REFUSED, now, REFUSED_MS)
+            self._show(_REFUSED, now, _REFUSED_MS)
             return
-        self._show(RESET, now, CONFIRM_MS)
+        self._show(_RESET, now, CONFIRM_MS)
         self._reset_due = True
 
     def _show(self, code, now, ms):
@@ -168,13 +168,13 @@ class Panel:
 
     def _factory_reset(self, now):
         if self.station.charging():  # a vehicle started while the confirmation showed
-            self._show(REFUSED, now, REFUSED_MS)
+            self._show(_REFUSED, now, _REFUSED_MS)
             return
         st = self.station
         err = st.factory_reset()
         if err is None:
             err = st.restart(None)  # ends a session, persists, resets (a pending grant dies with it)
         if err is not None:
-            self._show(REFUSED, now, REFUSED_MS)
+            self._show(_REFUSED, now, _REFUSED_MS)
             return
         self.resets += 1

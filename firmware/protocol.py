@@ -25,10 +25,10 @@ from firmware.units import (  # noqa: F401  (the error codes and bounds are part
 )
 
 V = 1
+ENVELOPE = ("v", "boot", "seq", "up_ms", "ts")
 OPS = ("authorize", "deauthorize", "stop", "resume", "restart", "set", "session_ack", "get",
        "update", "factory_reset")  # the last two: contract v1.1
 
-OUT_TOPICS = ("online", "state", "event", "session", "reply", "config/reported")
 IN_TOPICS = ("limit", "cmd", "config")
 # Home Assistant (firmware/ha.py): its controls under <p>/<id>/ (raw payloads as HA sends them: the
 # switch, the number, the buttons), its birth topic and the discovery documents' topics
@@ -57,14 +57,12 @@ class Topics:
         self.session = b + "session"
         self.reply = b + "reply"
         self.config_reported = b + "config/reported"
-        self.limit = b + "limit"
-        self.cmd = b + "cmd"
-        self.config = b + "config"
-
 
     def inbound(self, ha=False):
-        """The topics to subscribe; ha: with Home Assistant's controls (HA_IN_TOPICS)."""
-        t = [self.limit, self.cmd, self.config]
+        """The topics to subscribe (limit, cmd, config: built here, as the link keeps them and
+        nothing else needs their full names); ha: with Home Assistant's controls (HA_IN_TOPICS)."""
+        b = self.base
+        t = [b + "limit", b + "cmd", b + "config"]
         if ha:
             for rel in HA_IN_TOPICS:
                 t.append(self.base + rel)
@@ -86,11 +84,44 @@ class Envelope:
 
     def wrap(self, fields, up_ms, ts):
         self.seq += 1
-        d = {"v": V, "boot": self.boot, "seq": self.seq, "up_ms": up_ms, "ts": ts}
-        for k in fields:
-            if k not in d:
-                d[k] = fields[k]
+        d = fields.copy()  # one table of the right size, not one grown key by key
+        d["v"] = V  # the envelope's fields win over any of the same name
+        d["boot"] = self.boot
+        d["seq"] = self.seq
+        d["up_ms"] = up_ms
+        d["ts"] = ts
         return d
+
+    def write(self, stream, fields, up_ms, ts):
+        """json.dump() of wrap(fields, up_ms, ts) into a text stream (or MicroPython's BytesIO),
+        without building the wrapped dict: the envelope first, then the fields' own object with its
+        opening brace overwritten. Consumes one seq, as wrap() does."""
+        for k in ENVELOPE:
+            if k in fields:  # the envelope must win: the plain way
+                json.dump(self.wrap(fields, up_ms, ts), stream)
+                return
+        self.seq += 1
+        w = stream.write
+        w('{"v": ')
+        json.dump(V, stream)
+        w(', "boot": ')
+        json.dump(self.boot, stream)
+        w(', "seq": ')
+        json.dump(self.seq, stream)
+        w(', "up_ms": ')
+        json.dump(up_ms, stream)
+        w(', "ts": ')
+        json.dump(ts, stream)
+        if not fields:
+            w("}")
+            return
+        w(",")
+        at = stream.tell()
+        json.dump(fields, stream)  # '{"k": ...}'
+        end = stream.tell()
+        stream.seek(at)
+        w(" ")  # its '{'
+        stream.seek(end)
 
     def peek(self, fields, up_ms, ts):
         """The envelope the next message will carry, around fields (seq not consumed)."""

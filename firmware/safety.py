@@ -3,7 +3,7 @@
 # raised or cleared, which emits an event anyway). The charger decides *when* a condition holds;
 # this module decides what a fault does (trip or stop gracefully) and when it may clear.
 from firmware.iec61851 import MAX_RETRIES, RETRY_MS, TEMP_HALF_DC, TEMP_QUARTER_DC, TEMP_RESTORE_DC, TEMP_STOP_DC
-from firmware.ticks import ticks_diff
+from firmware.ticks import const, ticks_diff
 
 FAULT_NAMES = (
     "rcd_ac",
@@ -21,7 +21,7 @@ FAULT_NAMES = (
     "pp_invalid",
     "reader",
 )
-N_FAULTS = 14
+_N_FAULTS = const(14)
 RCD_AC = 0
 RCD_DC = 1
 RCD_SELFTEST = 2
@@ -44,27 +44,27 @@ READER = 13
 # UNPLUG: latched until the vehicle is unplugged.
 # COND: active exactly while its condition holds.
 # LATCH: never clears (power cycle / service).
-POL_RETRY = 0
-POL_VEHICLE = 1
-POL_UNPLUG = 2
-POL_COND = 3
-POL_LATCH = 4
+_POL_RETRY = const(0)
+_POL_VEHICLE = const(1)
+_POL_UNPLUG = const(2)
+_POL_COND = const(3)
+_POL_LATCH = const(4)
 
 POLICY = (
-    POL_RETRY,  # rcd_ac
-    POL_RETRY,  # rcd_dc
-    POL_RETRY,  # rcd_selftest
-    POL_VEHICLE,  # diode
-    POL_COND,  # cp_short
-    POL_COND,  # cp_invalid
-    POL_UNPLUG,  # vent_required
-    POL_LATCH,  # contactor_welded
-    POL_RETRY,  # contactor_stuck_open
-    POL_VEHICLE,  # overcurrent
-    POL_COND,  # overtemp
-    POL_COND,  # meter
-    POL_COND,  # pp_invalid
-    POL_COND,  # reader
+    _POL_RETRY,  # rcd_ac
+    _POL_RETRY,  # rcd_dc
+    _POL_RETRY,  # rcd_selftest
+    _POL_VEHICLE,  # diode
+    _POL_COND,  # cp_short
+    _POL_COND,  # cp_invalid
+    _POL_UNPLUG,  # vent_required
+    _POL_LATCH,  # contactor_welded
+    _POL_RETRY,  # contactor_stuck_open
+    _POL_VEHICLE,  # overcurrent
+    _POL_COND,  # overtemp
+    _POL_COND,  # meter
+    _POL_COND,  # pp_invalid
+    _POL_COND,  # reader
 )
 
 # Trip faults open the contactor at once (and show state F >= 300 ms when they hit while the PWM
@@ -98,10 +98,10 @@ def thermal_level(level, temp_dc):
 class Faults:
     def __init__(self, emit):
         self._emit = emit  # emit(type, key, value): event sink (allocates; rare)
-        self.active = [False] * N_FAULTS
-        self.latched = [False] * N_FAULTS
-        self.since = [0] * N_FAULTS
-        self.count = [0] * N_FAULTS
+        self.active = [False] * _N_FAULTS
+        self.latched = [False] * _N_FAULTS
+        self.since = [0] * _N_FAULTS
+        self.count = [0] * _N_FAULTS
         self.n_active = 0  # blocking faults active (BLOCKS)
         self.n_trip = 0
         self.n_latched = 0
@@ -111,7 +111,7 @@ class Faults:
     def _rebuild(self):
         names = []
         n = t = la = 0
-        for i in range(N_FAULTS):
+        for i in range(_N_FAULTS):
             if self.active[i]:
                 names.append(FAULT_NAMES[i])
                 if i != READER:
@@ -141,9 +141,9 @@ class Faults:
         self.since[i] = now
         self.count[i] += 1
         p = POLICY[i]
-        if p == POL_LATCH or p == POL_UNPLUG:
+        if p == _POL_LATCH or p == _POL_UNPLUG:
             self.latched[i] = True
-        elif (p == POL_RETRY or p == POL_VEHICLE) and self.count[i] > MAX_RETRIES:
+        elif (p == _POL_RETRY or p == _POL_VEHICLE) and self.count[i] > MAX_RETRIES:
             self.latched[i] = True
         self._rebuild()
         self._emit("fault", "fault", FAULT_NAMES[i])
@@ -162,25 +162,25 @@ class Faults:
         if not self.active[i] or self.latched[i]:
             return
         p = POLICY[i]
-        if p == POL_COND:
+        if p == _POL_COND:
             if not cond:
                 self.clear(i)
-        elif p == POL_RETRY or p == POL_VEHICLE:
+        elif p == _POL_RETRY or p == _POL_VEHICLE:
             if not cond and ticks_diff(now, self.since[i]) >= RETRY_MS:
                 self.clear(i)
 
     def on_unplug(self):
-        for i in range(N_FAULTS):
+        for i in range(_N_FAULTS):
             p = POLICY[i]
-            if p == POL_VEHICLE or p == POL_UNPLUG:
+            if p == _POL_VEHICLE or p == _POL_UNPLUG:
                 self.count[i] = 0
                 self.clear(i)
 
     def resume(self):
         """Cloud `resume`: clear latched retrying faults and their counts (never a welded contactor)."""
-        for i in range(N_FAULTS):
+        for i in range(_N_FAULTS):
             p = POLICY[i]
-            if p == POL_RETRY or p == POL_VEHICLE:
+            if p == _POL_RETRY or p == _POL_VEHICLE:
                 self.count[i] = 0
                 if self.latched[i]:
                     self.clear(i)

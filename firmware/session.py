@@ -2,7 +2,7 @@
 # deauthorize, stop, resume, restart) and keeps one explicit state. Authorization lives here: a grant
 # waits auth_timeout_s for a plug-in, a plug-in waits as long for a grant. Commands are the slow path
 # (they may allocate events); tick() and classify() allocate nothing unless an event is due.
-from firmware.ticks import ticks_diff
+from firmware.ticks import const, ticks_diff
 
 # session states (docs/architecture.md)
 IDLE = "idle"  # no vehicle
@@ -41,9 +41,9 @@ R_FAULT = "fault"
 RESTART = "restart"
 
 # a charger-side final stop
-HOLD_NONE = 0
-HOLD_STOP = 1  # `stop`: until `resume` or unplug
-HOLD_RESTART = 2  # a commanded restart: for good
+_HOLD_NONE = const(0)
+_HOLD_STOP = const(1)  # `stop`: until `resume` or unplug
+_HOLD_RESTART = const(2)  # a commanded restart: for good
 
 
 class Session:
@@ -54,7 +54,7 @@ class Session:
         self.auth_state = AUTH_IDLE
         self.auth_id = None
         self._plugged = False
-        self._hold = HOLD_NONE
+        self._hold = _HOLD_NONE
         self._auth_required = False
         self._auth_timeout_ms = 60000
         self._local_ids = []
@@ -100,22 +100,22 @@ class Session:
         self._refresh_auth()
 
     def stop(self):
-        if self._plugged and self._hold == HOLD_NONE:
-            self._hold = HOLD_STOP
+        if self._plugged and self._hold == _HOLD_NONE:
+            self._hold = _HOLD_STOP
 
     def resume(self):
-        if self._hold == HOLD_STOP:
-            self._hold = HOLD_NONE
+        if self._hold == _HOLD_STOP:
+            self._hold = _HOLD_NONE
 
     def end_for_restart(self):
         self._end(RESTART)
-        self._hold = HOLD_RESTART
+        self._hold = _HOLD_RESTART
 
     # ---- CP events ------------------------------------------------------------------------------
     def on_plug(self, now):
         self._plugged = True
-        if self._hold == HOLD_STOP:
-            self._hold = HOLD_NONE
+        if self._hold == _HOLD_STOP:
+            self._hold = _HOLD_NONE
         self._need_grant = False
         self._denied_id = None
         if self._auth_required:
@@ -125,9 +125,9 @@ class Session:
 
     def on_unplug(self):
         self._plugged = False
-        self._end(CMD_STOP if self._hold == HOLD_STOP else EV_UNPLUGGED)
-        if self._hold == HOLD_STOP:
-            self._hold = HOLD_NONE
+        self._end(CMD_STOP if self._hold == _HOLD_STOP else EV_UNPLUGGED)
+        if self._hold == _HOLD_STOP:
+            self._hold = _HOLD_NONE
         self._need_grant = False
         self._pending = False
         self._denied_id = None
@@ -155,7 +155,7 @@ class Session:
             not self.active
             and self._plugged
             and enabled
-            and self._hold != HOLD_RESTART
+            and self._hold != _HOLD_RESTART
             and not faults_latched
             and (self._grant_valid or (not self._auth_required and not self._need_grant))
         ):
@@ -163,7 +163,7 @@ class Session:
 
     def may_charge(self):
         """An open session that no command holds."""
-        return self.active and self._hold == HOLD_NONE
+        return self.active and self._hold == _HOLD_NONE
 
     def classify(self, faulted, contactor, offering, ev_stopped, vehicle_in_b):
         """This tick's state, from the session's own facts and what the pilot machine did."""
@@ -173,7 +173,7 @@ class Session:
             st = IDLE
         elif contactor:
             st = CHARGING
-        elif self._hold != HOLD_NONE:
+        elif self._hold != _HOLD_NONE:
             st = FINISHED
         elif ev_stopped and vehicle_in_b:
             st = PAUSED_EV

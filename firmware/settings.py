@@ -1,10 +1,11 @@
 # The charger settings of the MQTT contract (shared/contract.md, "config"): schema, defaults and
 # all-or-nothing validation. Ranges are checked per key; the hardware maximum comes from the board.
 from firmware import text
+from firmware.ticks import const
 from firmware.units import BAD_REQUEST, MAX_ID, OUT_OF_RANGE, is_number
 
 ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L3L2L1", "L2L1L3")
-MAX_AUTH_IDS = 100
+_MAX_AUTH_IDS = const(100)
 
 # key: (kind, default, lo, hi); hi None = hardware maximum current
 SCHEMA = {
@@ -65,8 +66,8 @@ def _check(key, v, hw_max_a):
     # ids
     if not isinstance(v, list):
         raise SettingsError(BAD_REQUEST, key + " must be a list of strings")
-    if len(v) > MAX_AUTH_IDS:
-        raise SettingsError(OUT_OF_RANGE, "%s holds at most %d ids" % (key, MAX_AUTH_IDS))
+    if len(v) > _MAX_AUTH_IDS:
+        raise SettingsError(OUT_OF_RANGE, "%s holds at most %d ids" % (key, _MAX_AUTH_IDS))
     for s in v:
         if not isinstance(s, str) or not s:
             raise SettingsError(BAD_REQUEST, key + " must hold non-empty strings")

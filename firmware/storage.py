@@ -27,10 +27,16 @@ class Storage:
         return self.root + "/" + name if self.root else name
 
     def write_bytes(self, name, data):
+        self._write(name, "wb", data, None)
+
+    def _write(self, name, mode, data, obj):
         p = self.path(name)
         tmp = p + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open(tmp, mode) as f:
+            if obj is None:
+                f.write(data)
+            else:
+                json.dump(obj, f)
             f.flush()
             if hasattr(os, "fsync"):  # CPython; LittleFS commits on close
                 os.fsync(f.fileno())
@@ -44,7 +50,9 @@ class Storage:
             return None
 
     def write_json(self, name, obj):
-        self.write_bytes(name, json.dumps(obj).encode())
+        # streamed into the file: the document is never one string on the heap. The same bytes on
+        # both runtimes: CPython's json writes ASCII (escapes), MicroPython's UTF-8 in text mode
+        self._write(name, "w", None, obj)
 
     def read_json(self, name, default=None):
         data = self.read_bytes(name)

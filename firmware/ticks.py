@@ -1,5 +1,13 @@
 # Wrap-safe millisecond ticks on both runtimes. On MicroPython the C functions are used (no
 # allocation, the port's own period); on CPython a pure version with the ESP32's 2**30 period.
+# Also `const` for the modules' constants: on MicroPython the compiler folds `_NAME = const(n)`
+# into the code and leaves `_NAME` out of the module's dict (heap); on CPython it is the identity.
+try:
+    from micropython import const  # noqa: F401
+except ImportError:
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
 try:
     from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401  (MicroPython)
 

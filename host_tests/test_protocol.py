@@ -146,3 +146,23 @@ def test_numbers():
     assert P.is_number(1) and P.is_number(1.5) and not P.is_number(True) and not P.is_number("1")
     assert not P.is_number(float("nan")) and not P.is_number(float("inf")) and not P.is_number(None)
     assert P.is_int(3.0) and not P.is_int(3.5) and not P.is_int(False)
+
+
+def test_envelope_written_into_parts_is_the_wrapped_message():
+    # what the MQTT link publishes (firmware/link.py publish_json): the envelope written around the
+    # fields into one buffer and cut into parts; the same JSON as wrap(), the envelope winning
+    from firmware import mqtt_socket as M
+
+    e1, e2 = P.Envelope(3), P.Envelope(3)
+    docs = ({"type": "x", "a": [1, 2.5, None], "s": "\u00e9\u20ac"}, {}, {"seq": 9, "type": "y"},
+            {"mode": "idle", "session": {"id": "S-1-1", "wh": 0}, "x": "y" * 300})
+    for f in docs:
+        want = e1.wrap(f, 100, None)
+        p = M.dump_parts(lambda s, f=f: e2.write(s, f, 100, None))
+        raw = b"".join(p.parts) if isinstance(p, M.Parts) else p
+        assert json.loads(raw) == want and len(p) == len(raw), (raw, want)
+        if isinstance(p, M.Parts):  # MicroPython: no part above 127 bytes
+            assert max(len(x) for x in p.parts) <= 127
+    d = {"k": "\u00fc", "n": 1}
+    p = M.dump_parts(d)
+    assert json.loads(b"".join(p.parts) if isinstance(p, M.Parts) else p) == d
