@@ -123,6 +123,26 @@ def _finite(obj, depth=0):
     return True
 
 
+def _raw_control(s):
+    """True when a JSON text holds a raw control character (U+0000..U+001F) inside a string: RFC 8259
+    wants those escaped (CPython's json refuses them, MicroPython's takes them)."""
+    inside = False
+    esc = False
+    for ch in s:
+        if inside:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                inside = False
+            elif ch < " ":
+                return True
+        elif ch == '"':
+            inside = True
+    return False
+
+
 def loads(payload):
     """Decode a JSON payload (bytes or str). Raises ProtocolError(bad_json) for anything that is not
     strict UTF-8 (firmware/text.py), valid, finite JSON, or that holds a lone surrogate escape, and
@@ -134,6 +154,8 @@ def loads(payload):
         s = text.decode(payload)
     except Exception:  # noqa: BLE001  ValueError; MemoryError when the heap cannot hold the text
         raise ProtocolError(BAD_JSON, "not valid UTF-8") from None
+    if s and min(s) < " " and _raw_control(s):
+        raise ProtocolError(BAD_JSON, "raw control character in a string")
     try:
         try:
             obj = json.loads(s, parse_constant=_reject_constant)
