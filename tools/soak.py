@@ -148,7 +148,10 @@ def core_leg(scale, seed, pool, mp=True):
 def live(leg, scale, seed):
     import soak_live
 
-    return soak_live.LEGS[leg](scale, seed)
+    t0 = time.time()
+    out = soak_live.LEGS[leg](scale, seed)
+    out[leg + "_s"] = round(time.time() - t0, 1)
+    return out
 
 
 FIGURES = [
