@@ -359,15 +359,47 @@ def _charger_errors(ch):
 # ================================================================================================
 # fuzz
 # ================================================================================================
-def fuzz(scale, seed, n_msgs=None, batch=12, breaker=None):
+def fuzz_lanes(scale, seed):
+    """The fuzz leg on two chargers at once (each its own mosquitto and seed) when it is long enough
+    for that to pay: the charger's slow work (8 messages per 50 ms) and the round trips bound one."""
+    import threading
+
+    n = max(50, int(soak.FUZZ_MSGS * scale))
+    lanes = 2 if n >= 2000 else 1
+    res = [None] * lanes
+    errs = []
+
+    def lane(k):
+        try:
+            res[k] = fuzz(scale, seed * 10 + k, n_msgs=n // lanes + (n % lanes if k == 0 else 0),
+                          serial="SOAKF%d" % (k + 1))
+        except Exception as e:  # noqa: BLE001  re-raised below
+            errs.append(e)
+
+    ts = [threading.Thread(target=lane, args=(k,)) for k in range(lanes)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        raise errs[0]
+    out = {}
+    for r in res:
+        for k, v in r.items():
+            out[k] = out.get(k, 0) + v
+    out["fuzz_lanes"] = lanes
+    return out
+
+
+def fuzz(scale, seed, n_msgs=None, batch=12, breaker=None, serial="SOAKF1"):
     n_msgs = n_msgs or max(50, int(soak.FUZZ_MSGS * scale))
     rng = random.Random(seed * 7919 + 15)
     mut = Mutator(rng)
     tmp = _tmp("fuzz")
     b = Broker(folder=os.path.join(tmp, "mosq")).start()
-    cl = CloudClient(b.port, "SOAKF1")
+    cl = CloudClient(b.port, serial)
     settings = {"standalone": False, "state_interval_s": 60, "session_retry_s": 3600}
-    ch = Charger("SOAKF1", b.port, os.path.join(tmp, "SOAKF1"), settings, log_dir=tmp,
+    ch = Charger(serial, b.port, os.path.join(tmp, serial), settings, log_dir=tmp,
                  args=["--ha-discovery"]).start()
     out = {"fuzz_msgs": 0, "fuzz_gets": 0, "fuzz_crashes": 0, "fuzz_wrong_applies": 0, "fuzz_missing_replies": 0}
     log = []  # what was sent, for the failure record
@@ -784,4 +816,4 @@ def flaps(scale, seed, seconds=None):
     return out
 
 
-LEGS = {"fuzz": fuzz, "powercut": powercut, "flaps": flaps}
+LEGS = {"fuzz": fuzz_lanes, "powercut": powercut, "flaps": flaps}
