@@ -123,25 +123,26 @@ def _finite(obj, depth=0):
     return True
 
 
-_HEX = "0123456789abcdefABCDEF"
-_DIGITS = "0123456789"
+_HEX = b"0123456789abcdefABCDEF"
 
 
 def _json_string(s, i):
     """End index of the JSON string that starts at s[i] ('"'), or -1 (raw control character, bad
-    escape, unterminated)."""
+    escape, unterminated). s is bytes: indexing a MicroPython str walks its UTF-8 from the start."""
     j = i + 1
     while True:
-        k = s.find('"', j)
+        k = s.find(b'"', j)
         if k < 0:
             return -1
-        b = s.find("\\", j, k)
+        b = s.find(b"\\", j, k)
         if b < 0:
-            return -1 if k > j and min(s[j:k]) < " " else k + 1
-        if b > j and min(s[j:b]) < " ":
+            return -1 if k > j and min(s[j:k]) < 32 else k + 1
+        if b > j and min(s[j:b]) < 32:
             return -1
-        e = s[b + 1:b + 2]
-        if e == "u":
+        if b + 1 >= len(s):
+            return -1
+        e = s[b + 1]
+        if e == 117:  # u
             h = s[b + 2:b + 6]
             if len(h) != 4:
                 return -1
@@ -149,42 +150,47 @@ def _json_string(s, i):
                 if ch not in _HEX:
                     return -1
             j = b + 6
-        elif e and e in '"\\/bfnrt':
+        elif e in b'"\\/bfnrt':
             j = b + 2
         else:
             return -1
 
 
-def _json_digits(s, i):
-    n = len(s)
-    while i < n and s[i] in _DIGITS:
+def _json_digits(s, i, n):
+    while i < n and 48 <= s[i] <= 57:
         i += 1
     return i
 
 
-def _json_scalar(s, i):
-    """End index of the literal or number at s[i], or -1."""
-    for lit in ("true", "false", "null"):
-        if s.startswith(lit, i):
-            return i + len(lit)
-    if s[i] == "-":
+def _json_scalar(s, i, n):
+    """End index of the literal or number at s[i], or -1 (s is bytes; nothing here allocates)."""
+    c = s[i]
+    if c == 116 or c == 102 or c == 110:  # t f n
+        for lit in (b"true", b"false", b"null"):
+            if s[i:i + len(lit)] == lit:
+                return i + len(lit)
+        return -1
+    if c == 45:  # -
         i += 1
-    if s[i:i + 1] == "0":
+        if i == n:
+            return -1
+        c = s[i]
+    if c == 48:  # 0
         i += 1
-    elif s[i:i + 1] and s[i] in "123456789":
-        i = _json_digits(s, i)
+    elif 49 <= c <= 57:
+        i = _json_digits(s, i + 1, n)
     else:
         return -1
-    if s[i:i + 1] == ".":
-        j = _json_digits(s, i + 1)
+    if i < n and s[i] == 46:  # .
+        j = _json_digits(s, i + 1, n)
         if j == i + 1:
             return -1
         i = j
-    if s[i:i + 1] and s[i] in "eE":
+    if i < n and (s[i] == 101 or s[i] == 69):  # e E
         i += 1
-        if s[i:i + 1] and s[i] in "+-":
+        if i < n and (s[i] == 43 or s[i] == 45):
             i += 1
-        j = _json_digits(s, i)
+        j = _json_digits(s, i, n)
         if j == i:
             return -1
         i = j
@@ -192,17 +198,19 @@ def _json_scalar(s, i):
 
 
 def strict_json(s):
-    """True when s is one JSON text by RFC 8259's grammar. MicroPython's json.loads also takes missing
-    commas and colons, trailing commas, leading zeros, mismatched brackets and raw control
-    characters in strings, which CPython's refuses (found by `make soak`): both runtimes must read a
-    payload the same way, so loads() checks the grammar first. Iterative: no recursion on deep
-    nesting."""
+    """True when s (bytes, or str) is one JSON text by RFC 8259's grammar. MicroPython's json.loads
+    also takes missing commas and colons, trailing commas, leading zeros, mismatched brackets and
+    raw control characters in strings, which CPython's refuses (found by `make soak`): both runtimes
+    must read a payload the same way, so loads() checks the grammar first. Iterative (no recursion
+    on deep nesting), on bytes (O(1) indexing)."""
+    if isinstance(s, str):
+        s = s.encode()
     n = len(s)
     stack = []
     i = 0
     want = 0  # 0 a value, 1 a value or ']', 2 a key or '}', 3 a key, 4 ':', 5 ',' or a closer or the end
     while True:
-        while i < n and s[i] in " \t\n\r":
+        while i < n and (s[i] == 32 or s[i] == 10 or s[i] == 13 or s[i] == 9):
             i += 1
         if i == n:
             return want == 5 and not stack
@@ -211,40 +219,40 @@ def strict_json(s):
             if not stack:
                 return False
             top = stack[-1]
-            if c == ",":
-                want = 3 if top == "{" else 0
-            elif (c == "]" and top == "[") or (c == "}" and top == "{"):
+            if c == 44:  # ,
+                want = 3 if top == 123 else 0
+            elif (c == 93 and top == 91) or (c == 125 and top == 123):  # ] [ } {
                 stack.pop()
             else:
                 return False
             i += 1
         elif want == 4:
-            if c != ":":
+            if c != 58:  # :
                 return False
             want = 0
             i += 1
         elif want >= 2:
-            if c == "}" and want == 2:
+            if c == 125 and want == 2:
                 stack.pop()
                 want = 5
                 i += 1
-            elif c == '"':
+            elif c == 34:  # "
                 i = _json_string(s, i)
                 if i < 0:
                     return False
                 want = 4
             else:
                 return False
-        elif c == "]" and want == 1:
+        elif c == 93 and want == 1:
             stack.pop()
             want = 5
             i += 1
-        elif c == "[" or c == "{":
+        elif c == 91 or c == 123:
             stack.append(c)
-            want = 1 if c == "[" else 2
+            want = 1 if c == 91 else 2
             i += 1
         else:
-            i = _json_string(s, i) if c == '"' else _json_scalar(s, i)
+            i = _json_string(s, i) if c == 34 else _json_scalar(s, i, n)
             if i < 0:
                 return False
             want = 5
@@ -261,7 +269,7 @@ def loads(payload):
         s = text.decode(payload)
     except Exception:  # noqa: BLE001  ValueError; MemoryError when the heap cannot hold the text
         raise ProtocolError(BAD_JSON, "not valid UTF-8") from None
-    if not strict_json(s):
+    if not strict_json(payload if isinstance(payload, (bytes, bytearray)) else s):
         raise ProtocolError(BAD_JSON, "not valid JSON")
     try:
         try:
