@@ -340,6 +340,19 @@ class Mutator:
         return t, self.encode(self.mutate(doc))
 
 
+def _retry(fn, *a, **kw):
+    """A cloud-side publish right after a broker restart, before paho has reconnected, fails: retry
+    it for up to 15 s (the test harness's own connection, not the charger's)."""
+    end = time.monotonic() + 15
+    while True:
+        try:
+            return fn(*a, **kw)
+        except (RuntimeError, ValueError):
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
 def _tmp(name):
     d = tempfile.mkdtemp(prefix="soak-%s-" % name)
     os.makedirs(os.path.join(d, "mosq"))
@@ -579,13 +592,13 @@ def powercut(scale, seed, n_cuts=None, breaker=None):
                 op = rng.choice(["plug", "plug", "unplug", "charge", "wait", "wait", "ack", "ack", "outage"])
                 script.append([k, op])
                 if op == "plug" and not plugged:
-                    cl.plug(rng.choice([16, 32]), 3, rng.choice([6, 16, 32]))
+                    _retry(cl.plug, rng.choice([16, 32]), 3, rng.choice([6, 16, 32]))
                     plugged = True
                 elif op == "unplug" and plugged:
-                    cl.ev("unplug")
+                    _retry(cl.ev, "unplug")
                     plugged = False
                 elif op == "charge":
-                    cl.ev("charge", on=rng.random() < 0.7)
+                    _retry(cl.ev, "charge", on=rng.random() < 0.7)
                 elif op == "ack":
                     ack_all(cl, acked)
                 elif op == "outage":
@@ -605,7 +618,7 @@ def powercut(scale, seed, n_cuts=None, breaker=None):
             ch.sigkill()
             out["powercuts"] += 1
             if plugged and rng.random() < 0.5:
-                cl.ev("unplug")  # (the vehicle op is lost with the firmware: it boots unplugged anyway)
+                _retry(cl.ev, "unplug")  # (the vehicle op is lost with the firmware: it boots unplugged anyway)
         # the end: running, connected, every session acknowledged
         mark = cl.mark()
         ch.start()
@@ -649,7 +662,7 @@ def ack_all(cl, acked):
             done.add(r.get("session_id"))
     todo = ids - done
     for sid in todo:
-        cl.publish("cmd", {"id": "ack-%s-%d" % (sid, len(acked)), "op": "session_ack", "session_id": sid})
+        _retry(cl.publish, "cmd", {"id": "ack-%s-%d" % (sid, len(acked)), "op": "session_ack", "session_id": sid})
         acked.add(sid)
     return bool(todo)
 
@@ -745,9 +758,9 @@ def flaps(scale, seed, seconds=None):
             g1, g2 = "l%d-a" % n, "l%d-b" % n
             # get, limit, get back to back: the charger handles them in one slow work (same up_ms)
             # or not, and then the first get's up_ms is a lower bound of when the lease began
-            cl.publish("cmd", {"id": g1, "op": "get"})
-            cl.publish("limit", {"a": a, "ttl_s": ttl, "seq": seq})
-            cl.publish("cmd", {"id": g2, "op": "get"})
+            _retry(cl.publish, "cmd", {"id": g1, "op": "get"})
+            _retry(cl.publish, "limit", {"a": a, "ttl_s": ttl, "seq": seq})
+            _retry(cl.publish, "cmd", {"id": g2, "op": "get"})
             try:
                 r1 = cl.wait("reply", lambda d, g=g1: d["id"] == g, timeout=20, since=mark).d
                 r2 = cl.wait("reply", lambda d, g=g2: d["id"] == g, timeout=20, since=mark).d
