@@ -172,7 +172,9 @@ FIGURES = [
     ("boot_failures", "boots without online + boot event in time"),
     ("broker_flaps", "broker stops, cuts and blackholes"),
     ("leases_checked", "leases whose expiry was measured"),
-    ("leases_overrun_ms_max", "worst expiry after lease end (charger clock)"),
+    ("leases_exact", "of them with the lease's start known to the ms"),
+    ("leases_overrun_ms_max", "worst expiry after lease end (charger clock; exact leases; null: none)"),
+    ("leases_overrun_ms_bound", "upper bound over all leases (start known between two gets)"),
     ("leases_late", "expiries later than one slow tick + one fast tick"),
 ]
 FAIL_KEYS = ("core_violations", "fuzz_crashes", "fuzz_wrong_applies", "fuzz_missing_replies", "sessions_lost",
