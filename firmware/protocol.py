@@ -154,6 +154,141 @@ def _finite(obj, depth=0):
     return True
 
 
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def _json_string(s, i):
+    """End index of the JSON string that starts at s[i] ('"'), or -1 (raw control character, bad
+    escape, unterminated). s is bytes: indexing a MicroPython str walks its UTF-8 from the start."""
+    j = i + 1
+    while True:
+        k = s.find(b'"', j)
+        if k < 0:
+            return -1
+        b = s.find(b"\\", j, k)
+        if b < 0:
+            return -1 if k > j and min(s[j:k]) < 32 else k + 1
+        if b > j and min(s[j:b]) < 32:
+            return -1
+        if b + 1 >= len(s):
+            return -1
+        e = s[b + 1]
+        if e == 117:  # u
+            h = s[b + 2:b + 6]
+            if len(h) != 4:
+                return -1
+            for ch in h:
+                if ch not in _HEX:
+                    return -1
+            j = b + 6
+        elif e in b'"\\/bfnrt':
+            j = b + 2
+        else:
+            return -1
+
+
+def _json_digits(s, i, n):
+    while i < n and 48 <= s[i] <= 57:
+        i += 1
+    return i
+
+
+def _json_scalar(s, i, n):
+    """End index of the literal or number at s[i], or -1 (s is bytes; nothing here allocates)."""
+    c = s[i]
+    if c == 116 or c == 102 or c == 110:  # t f n
+        for lit in (b"true", b"false", b"null"):
+            if s[i:i + len(lit)] == lit:
+                return i + len(lit)
+        return -1
+    if c == 45:  # -
+        i += 1
+        if i == n:
+            return -1
+        c = s[i]
+    if c == 48:  # 0
+        i += 1
+    elif 49 <= c <= 57:
+        i = _json_digits(s, i + 1, n)
+    else:
+        return -1
+    if i < n and s[i] == 46:  # .
+        j = _json_digits(s, i + 1, n)
+        if j == i + 1:
+            return -1
+        i = j
+    if i < n and (s[i] == 101 or s[i] == 69):  # e E
+        i += 1
+        if i < n and (s[i] == 43 or s[i] == 45):
+            i += 1
+        j = _json_digits(s, i, n)
+        if j == i:
+            return -1
+        i = j
+    return i
+
+
+def strict_json(s):
+    """True when s (bytes, or str) is one JSON text by RFC 8259's grammar. MicroPython's json.loads
+    also takes missing commas and colons, trailing commas, leading zeros, mismatched brackets and
+    raw control characters in strings, which CPython's refuses (found by `make soak`): both runtimes
+    must read a payload the same way, so loads() checks the grammar first. Iterative (no recursion
+    on deep nesting), on bytes (O(1) indexing)."""
+    if isinstance(s, str):
+        s = s.encode()
+    n = len(s)
+    stack = []
+    i = 0
+    want = 0  # 0 a value, 1 a value or ']', 2 a key or '}', 3 a key, 4 ':', 5 ',' or a closer or the end
+    while True:
+        while i < n and (s[i] == 32 or s[i] == 10 or s[i] == 13 or s[i] == 9):
+            i += 1
+        if i == n:
+            return want == 5 and not stack
+        c = s[i]
+        if want == 5:
+            if not stack:
+                return False
+            top = stack[-1]
+            if c == 44:  # ,
+                want = 3 if top == 123 else 0
+            elif (c == 93 and top == 91) or (c == 125 and top == 123):  # ] [ } {
+                stack.pop()
+            else:
+                return False
+            i += 1
+        elif want == 4:
+            if c != 58:  # :
+                return False
+            want = 0
+            i += 1
+        elif want >= 2:
+            if c == 125 and want == 2:
+                stack.pop()
+                want = 5
+                i += 1
+            elif c == 34:  # "
+                i = _json_string(s, i)
+                if i < 0:
+                    return False
+                want = 4
+            else:
+                return False
+        elif c == 93 and want == 1:
+            stack.pop()
+            want = 5
+            i += 1
+        elif c == 91 or c == 123:
+            stack.append(c)
+            want = 1 if c == 91 else 2
+            i += 1
+        else:
+            i = _json_string(s, i) if c == 34 else _json_scalar(s, i, n)
+            if i < 0:
+                return False
+            want = 5
+
+
 def loads(payload):
     """Decode a JSON payload (bytes or str). Raises ProtocolError(bad_json) for anything that is not
     strict UTF-8 (firmware/text.py), valid, finite JSON, or that holds a lone surrogate escape, and
@@ -165,6 +300,8 @@ def loads(payload):
         s = text.decode(payload)
     except Exception:  # noqa: BLE001  ValueError; MemoryError when the heap cannot hold the text
         raise ProtocolError(BAD_JSON, "not valid UTF-8") from None
+    if not strict_json(payload if isinstance(payload, (bytes, bytearray)) else s):
+        raise ProtocolError(BAD_JSON, "not valid JSON")
     try:
         try:
             obj = json.loads(s, parse_constant=_reject_constant)
