@@ -94,7 +94,9 @@ def online(cl, since=0):
 
 def updater(rig, rel, sid, settings=None, cmd_key=None):
     ch, cl = rig.charger(sid, settings or FAST, start=False)
-    ch.extra = ["--update-pubkey", rel["pub"]] + (["--cmd-key", cmd_key] if cmd_key else [])
+    # from source on the 64-bit port the firmware, the updater and its download buffers come close to
+    # the simulator's default 512K (a MemoryError seen once under load); the device runs frozen bytecode
+    ch.extra = ["--update-pubkey", rel["pub"], "--heap", "1024K"] + (["--cmd-key", cmd_key] if cmd_key else [])
     ch.start()
     online(cl)
     return ch, cl
