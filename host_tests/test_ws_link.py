@@ -161,7 +161,9 @@ def test_the_caller_never_waits_on_a_silent_or_dead_server():
                 _ = link.connected, link.connect_count, link.status()
                 worst = max(worst, time.perf_counter() - t0)
                 time.sleep(0.005)
-            assert worst < 0.005, worst  # the control loop's calls return at once
+            # the control loop's calls return at once: a call that waited on the network would take
+            # at least the 100 ms back-off or the 1.5 s handshake; a loaded host adds a few ms
+            assert worst < 0.05, worst
             assert link.status()["outbox"] <= ws.OUTBOX_ITEMS  # bounded while nobody takes them
             assert link.connect_count == 0
         finally:
