@@ -210,7 +210,7 @@ class Charger:
         self._lease_tick(now)
         ss.tick(now, self.enabled, flt.n_latched)
         self._arbitrate(inp.pp_a)
-        self._select_phases()
+        self._select_phases(inp.contactor_closed)
         allow = (
             self.enabled
             and pm.plugged
@@ -274,14 +274,16 @@ class Charger:
         self.limit_da = lim[0]
         self.limit_src = lim[1]
 
-    def _select_phases(self):
-        # the phase relay moves only while the contactor is open: a change while charging pauses first
+    def _select_phases(self, contacts_closed):
+        # the phase relay moves only while the contactor is open: a change while charging pauses
+        # first, and the relay waits until the contacts report open (not in the tick the open is
+        # commanded: they take a few ms to part, and a welded one never does)
         want = self.hw_phases
         if want == 3 and not self.standalone and not self.lease.valid:
             want = self._fallback_phases
         if want == self.phases:
             self._phase_pending = False
-        elif self.pilot.contactor:
+        elif self.pilot.contactor or contacts_closed:
             self._phase_pending = True
         else:
             self.phases = want

@@ -253,3 +253,22 @@ def test_tag_uid_that_is_not_utf8_is_refused():
     assert r.ch.present_tag(r.now, "x" * 61)[0] == "bad_request"
     r.step()
     assert r.ch.auth_state == "idle" and r.events == []  # nothing stored, nothing echoed
+
+
+def test_the_phase_relay_waits_for_the_contacts_to_be_open():
+    # found by `make soak` (seed 527): charging on one phase from the fallback, a CP fault opens the
+    # contactor in the same tick as a lease (three phases) arrives; the core switched the phases in
+    # that tick, while the contacts were still closed (their feedback said so)
+    r = Rig(cfg={"standalone": False, "fallback_current_a": 16, "fallback_phases": 1})
+    assert r.charge() is not None and r.ch.phases == 1
+    r.run(400)
+    assert r.inp.contactor_closed
+    r.force_cp = "X"  # an invalid pilot level: trips, the contactor opens at once
+    r.ch.set_cloud_limit(r.now, 16, 60, 1)
+    seen = []
+    for _ in range(30):
+        before = r.ch.phases
+        r.step()
+        if r.ch.phases != before:
+            seen.append(r.inp.contactor_closed)  # what the contacts said in the tick of the switch
+    assert not r.ch.contactor and r.ch.phases == 3 and seen == [False], seen  # switched once, with the contacts open
