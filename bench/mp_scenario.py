@@ -6,8 +6,13 @@
 # tools/sim-charger, except that the vehicle has no MQTT connection of its own: tools/sim-charger
 # gives it a second Link (thread, socket, umqtt client, buffers) whose heap a device does not have, so
 # here the bench sends the vehicle ops as JSON lines on stdin (board/sim/runner.py Vehicle reads them).
-# The simulator's code is frozen into the 32-bit binaries (tools/unix32/sim.py); its data (plant,
-# fake peripherals) is on the heap and printed once as `@simheap BYTES`, after gc.collect().
+# The simulator is frozen into the 32-bit binaries (tools/unix32/sim.py), but a frozen module still
+# puts its dict, function and class objects on the heap, and the plant's data lives there too. A
+# device has none of it, so this script measures it: the device modules the simulator builds on are
+# imported first, then the simulator's modules, then the clock and plant are made; the growth of the
+# live heap over those two steps is printed once as `@simheap BYTES` and tools/bench.py gives the
+# process that much heap on top of the figure it reports. The RFID reader's twin is made here too; the
+# other fake peripherals inside SimBoard are not separated from the drivers and stay counted.
 # ROMFS: the image is read into the heap first (on a board it is in flash); tools/bench.py gives the
 # process that many bytes of heap on top of the figure it reports.
 import gc
@@ -26,8 +31,17 @@ try:
 except ImportError:
     pass
 
+# the device's own modules that the simulator imports (a device loads them all too)
+import board.support  # noqa: E402, F401
+import firmware.app  # noqa: E402, F401
+import firmware.protocol  # noqa: E402, F401
+
+gc.collect()
+_m0 = gc.mem_alloc()
+
 from board.sim.board import SimBoard  # noqa: E402
 from board.sim.clock import RealClock  # noqa: E402
+from board.sim.pn532_sim import PN532Sim  # noqa: E402
 from board.sim.runner import BenchProbe, TimedPlant, Vehicle, _unix_time, make_link  # noqa: E402
 from firmware.app import App  # noqa: E402
 from firmware.protocol import Topics  # noqa: E402
@@ -35,16 +49,15 @@ from firmware.protocol import Topics  # noqa: E402
 
 def main():
     sid, broker, state_dir, settings = sys.argv[1:5]
-    with open(settings) as f:
-        first = json.load(f)
-    gc.collect()
-    m0 = gc.mem_alloc()
     clock = RealClock()
     plant = TimedPlant(clock)
-    board = SimBoard(clock, plant, serial=sid, reset_cause="power_on", storage_root=state_dir,
-                     unix_time=_unix_time)
+    chip = PN532Sim(clock, tag_source=plant.pop_tag)
     gc.collect()
-    print("@simheap %d" % (gc.mem_alloc() - m0))
+    print("@simheap %d" % (gc.mem_alloc() - _m0))
+    with open(settings) as f:
+        first = json.load(f)
+    board = SimBoard(clock, plant, serial=sid, reset_cause="power_on", storage_root=state_dir,
+                     unix_time=_unix_time, rfid_chip=chip)
     t = Topics("evse", sid)
     link = make_link({"broker": broker}, sid, t.inbound(), t.online)
     app = App(board, link, serial=sid, prefix="evse", first_settings=first)

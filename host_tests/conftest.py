@@ -43,9 +43,10 @@ def build_mpy():
     """Compile firmware/, drivers/, board/ and umqtt with mpy-cross, as the device gets them.
 
     Source compiled on the device (or the unix port) needs the compiler's heap on top of the
-    bytecode; the device image is .mpy (tools/build_bundle.py), and so is what these tests load."""
+    bytecode; the device image is .mpy (tools/build_bundle.py), and so is what these tests load,
+    with the line-number tables kept (--lines) so that a failure here says where."""
     subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), MPY_DIR],
+        [sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), MPY_DIR, "--lines"],
         cwd=ROOT, check=True, capture_output=True,
     )
 

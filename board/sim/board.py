@@ -15,12 +15,13 @@ class TwinReader:
     """The PN532 driver on the reader's frame-level twin (board/sim/pn532_sim.py), fed by the `tag`
     op (plant.pop_tag). Both are built at the first poll: their code and buffers (about 20 KB of the
     unix port's heap) then stay out of the driver tests that build a SimBoard for another driver
-    within the 112 KB test heap; the app polls from its first slow work on."""
+    within the 112 KB test heap; the app polls from its first slow work on. A chip made beforehand
+    (SimBoard rfid_chip) is used instead: the bench counts the simulator's heap apart that way."""
 
-    def __init__(self, board):
+    def __init__(self, board, chip=None):
         self._board = board
         self.driver = None
-        self.chip = None
+        self.chip = chip
         self.fault = None
 
     def poll(self, now_ms):
@@ -29,8 +30,9 @@ class TwinReader:
             from board.sim.pn532_sim import PN532Sim
             from drivers.pn532 import PN532
 
-            b = self._board
-            self.chip = PN532Sim(b.clock, tag_source=b.plant.pop_tag)
+            if self.chip is None:
+                b = self._board
+                self.chip = PN532Sim(b.clock, tag_source=b.plant.pop_tag)
             d = self.driver = PN532(self.chip.uart)
         uid = d.poll(now_ms)
         self.fault = d.fault
@@ -40,7 +42,7 @@ class TwinReader:
 class SimBoard(BoardSupport):
     def __init__(self, clock, plant=None, serial="SIM0001", reset_cause="power_on", storage_root="build/sim/flash",
                  tethered_a=None, hw_max_a=circuit.HW_MAX_A, phases=circuit.PHASES, direct_pilot=False,
-                 unix_time=None):
+                 unix_time=None, rfid_chip=None):
         if plant is None:
             plant = Plant()
         plant.attach_clock(clock)
@@ -51,6 +53,7 @@ class SimBoard(BoardSupport):
         self._reset_cause = reset_cause
         self.storage_root = storage_root
         self._tethered_a = tethered_a
+        self._rfid_chip = rfid_chip
         if unix_time is not None:  # the host's clock stands in for NTP: `ts` fields are known
             self.unix_time = unix_time
         BoardSupport.__init__(self, machine, hw_max_a, phases, socket=tethered_a is None)
@@ -61,7 +64,7 @@ class SimBoard(BoardSupport):
         self.wdt = machine.WDT(timeout=10000)
 
     def make_rfid(self, machine):
-        return TwinReader(self)
+        return TwinReader(self, self._rfid_chip)
 
     def make_pixels(self, pin):
         return NeoPixel(pin, circuit.LED_PIXELS)
