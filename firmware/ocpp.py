@@ -72,6 +72,12 @@ CONFIG = {
     "WebSocketPingInterval": ("int", 30, False),
 }
 
+# the CALLs a central system may send that have a handler (Ocpp._h_<action>)
+ACTIONS = ("GetConfiguration", "ChangeConfiguration", "RemoteStartTransaction", "RemoteStopTransaction", "Reset",
+           "ChangeAvailability", "SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule",
+           "TriggerMessage", "GetLocalListVersion", "SendLocalList", "UpdateFirmware", "UnlockConnector",
+           "ClearCache", "DataTransfer")
+
 # contract stop_reason -> StopTransaction reason
 REASONS = {"ev_unplugged": "EVDisconnected", "cmd_stop": "Local", "deauthorized": "DeAuthorized",
            "fault": "EmergencyStop", "power_loss": "PowerLoss", "restart": "Reboot"}
@@ -731,7 +737,9 @@ class Ocpp:
 
     # ---- inbound CALLs --------------------------------------------------------------------------------------
     def _handle(self, action, p, now):
-        h = getattr(self, "_h_" + action, None)
+        # only a known name reaches getattr: on MicroPython getattr interns its name for good (a
+        # server's made-up actions would fill the qstr pool) and fails on names over 255 bytes
+        h = getattr(self, "_h_" + action, None) if action in ACTIONS else None
         if h is None:
             if action in ("GetDiagnostics", "ReserveNow", "CancelReservation"):
                 raise CallError(R.NOT_SUPPORTED, action + " is not supported")

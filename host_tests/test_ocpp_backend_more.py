@@ -139,3 +139,18 @@ def test_offline_meter_values_are_journaled_and_survive_a_power_cut():
     assert ts == sorted(ts), ts  # in the order they were taken
     assert cut.of("StopTransaction")[0]["reason"] == "PowerLoss"
     assert len(cut.be.journal) == 0 and cut.st.store.list("ocmv_") == []
+
+
+def test_an_unknown_action_of_any_length_is_not_implemented():
+    # make soak's OCPP leg: a 300-character action got InternalError on MicroPython, whose getattr
+    # refuses names over 255 bytes (and interns every name it is given, for good)
+    from firmware import ocpp
+
+    handlers = sorted(n[3:] for n in dir(ocpp.Ocpp) if n.startswith("_h_"))
+    assert handlers == sorted(ocpp.ACTIONS)
+    b = Bench()
+    b.run(300)
+    for action in ("A" * 300, "Nope", "", "__init__", "_h_Reset", "getconfiguration"):
+        a = b.server_call(action, {})
+        assert a[0] == 4 and a[2] == "NotImplemented", (action[:20], a)
+    assert b.server_call("GetLocalListVersion", {})[0] == 3

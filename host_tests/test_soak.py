@@ -94,3 +94,32 @@ def test_fuzz_shadow_catches_a_wrong_apply(tmp_path):
     for n in os.listdir(soak.FAIL_DIR):
         if n.startswith("fuzz-seed5"):
             os.remove(os.path.join(soak.FAIL_DIR, n))
+
+
+def test_ocpp_fuzz_checkers(tmp_path):
+    # a short live run against a real sim-charger in OCPP mode and a real central system: nothing
+    # wrong; then a shadow that believes HeartbeatInterval is 7 s and frames that owe an answer the
+    # charger never gives (a CALLRESULT to no CALL of its own): both are counted
+    import soak_ocpp
+
+    ok = soak_ocpp.ocpp_fuzz(0, 7, n_msgs=40)
+    assert ok["fuzz_ocpp_msgs"] >= 40 and ok["fuzz_ocpp_config_checks"] >= 4, ok
+    assert ok["fuzz_ocpp_crashes"] == ok["fuzz_ocpp_wrong_applies"] == ok["fuzz_ocpp_missing_replies"] == 0, ok
+
+    def breaker(kind, obj):
+        if kind == "shadow":
+            obj["HeartbeatInterval"] = "7"
+            return None
+        text, exp = obj
+        if exp[0] == "any":
+            return '[3, "%s", {}]' % exp[1], exp
+        return obj
+
+    bad = soak_ocpp.ocpp_fuzz(0, 7, n_msgs=40, breaker=breaker)
+    assert bad["fuzz_ocpp_wrong_applies"] >= 2 and bad["fuzz_ocpp_missing_replies"] >= 1, bad
+    for n in os.listdir(soak.FAIL_DIR):
+        if n.startswith("ocpp-seed7"):
+            os.remove(os.path.join(soak.FAIL_DIR, n))
+    log = tmp_path / "x.log"
+    log.write_bytes(b"@bench {}\n123 rpc: error: KeyError('x',)\nTraceback (most recent call last):\nok\n")
+    assert soak_ocpp._log_errors(str(log))[0] == 2

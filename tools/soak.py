@@ -8,10 +8,13 @@
             every `get` (tools/soak_live.py);
 - powercut: SIGKILLs of the sim-charger supervisor at random moments of random sessions;
 - flaps:    the broker stopped, started, cut and blackholed while limits flow; each lease's
-            expiry measured on the charger's own clock.
+            expiry measured on the charger's own clock;
+- ocpp:     mutated OCPP-J frames and CALLs from a real central system to a live sim-charger in
+            OCPP mode, each answer and the configuration checked against a shadow (tools/soak_ocpp.py).
 
-SOAK_SCALE (default 1: about an hour on 2 cores) scales every count; SOAK_SEED the seeds. Writes
-bench/soak.json and prints a table; a failure writes its seed and the shortest reproducing
+SOAK_SCALE (default 1: about an hour on 2 cores) scales every count; SOAK_SEED the seeds;
+SOAK_LEGS (default core,fuzz,powercut,ocpp,flaps) picks legs. Writes bench/soak.json (SOAK_OUT: another
+file) and prints a table; a failure writes its seed and the shortest reproducing
 sequence found to bench/soak-failures/ and the exit status is 1.
 """
 
@@ -26,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tools"), os.path.join(ROOT, "host_tests"), ROOT]
 
-OUT = os.path.join(ROOT, "bench", "soak.json")
+OUT = os.environ.get("SOAK_OUT") or os.path.join(ROOT, "bench", "soak.json")
 FAIL_DIR = os.path.join(ROOT, "bench", "soak-failures")
 MP32_FROZEN = os.path.join(ROOT, "build", "mp32", "micropython-frozen")
 
@@ -149,7 +152,12 @@ def live(leg, scale, seed):
     import soak_live
 
     t0 = time.time()
-    out = soak_live.LEGS[leg](scale, seed)
+    if leg == "ocpp":
+        import soak_ocpp
+
+        out = soak_ocpp.ocpp_fuzz(scale, seed)
+    else:
+        out = soak_live.LEGS[leg](scale, seed)
     out[leg + "_s"] = round(time.time() - t0, 1)
     return out
 
@@ -164,6 +172,12 @@ FIGURES = [
     ("fuzz_crashes", "firmware crashes, restarts or swallowed exceptions"),
     ("fuzz_wrong_applies", "gets where the charger differed from the shadow"),
     ("fuzz_missing_replies", "commands with an id that got no reply (or two)"),
+    ("fuzz_ocpp_msgs", "mutated OCPP frames and CALLs to a live sim-charger"),
+    ("fuzz_ocpp_config_checks", "GetConfiguration compared with the shadow"),
+    ("fuzz_ocpp_crashes", "restarts, tracebacks, caught exceptions, InternalError answers"),
+    ("fuzz_ocpp_wrong_applies", "answers of the wrong kind or code, configuration values that differ"),
+    ("fuzz_ocpp_missing_replies", "frames owed an answer that got none (or two)"),
+    ("fuzz_ocpp_reconnects", "connections the charger dropped on its own (reported, not a failure)"),
     ("powercuts", "SIGKILLs of the sim-charger supervisor"),
     ("sessions_seen", "charging sessions observed"),
     ("sessions_lost", "sessions never delivered"),
@@ -177,7 +191,8 @@ FIGURES = [
     ("leases_overrun_ms_bound", "upper bound over all leases (start known between two gets)"),
     ("leases_late", "expiries later than one slow tick + one fast tick"),
 ]
-FAIL_KEYS = ("core_violations", "fuzz_crashes", "fuzz_wrong_applies", "fuzz_missing_replies", "sessions_lost",
+FAIL_KEYS = ("core_violations", "fuzz_crashes", "fuzz_wrong_applies", "fuzz_missing_replies", "fuzz_ocpp_crashes",
+             "fuzz_ocpp_wrong_applies", "fuzz_ocpp_missing_replies", "sessions_lost",
              "sessions_duplicated", "energy_decreases", "boot_failures", "leases_late", "leases_early", "flaps_errors",
             "boot_counter_errors")
 
@@ -185,17 +200,18 @@ FAIL_KEYS = ("core_violations", "fuzz_crashes", "fuzz_wrong_applies", "fuzz_miss
 def main():
     scale = float(os.environ.get("SOAK_SCALE", "1"))
     seed = int(os.environ.get("SOAK_SEED", "1"))
-    legs = os.environ.get("SOAK_LEGS", "core,fuzz,powercut,flaps").split(",")
+    legs = os.environ.get("SOAK_LEGS", "core,fuzz,powercut,ocpp,flaps").split(",")
     t0 = time.time()
     if os.path.isdir(FAIL_DIR):
         for n in os.listdir(FAIL_DIR):
             if n.endswith(".json"):
                 os.remove(os.path.join(FAIL_DIR, n))
     res = {"scale": scale, "seed": seed, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    # the live legs are mostly waiting on processes: two of them at a time beside the core leg's workers
-    live_pool = multiprocessing.pool.ThreadPool(2)
+    # the live legs are mostly waiting on processes: three of them at a time beside the core leg's
+    # workers (flaps, the longest but one, starts when powercut or ocpp is done)
+    live_pool = multiprocessing.pool.ThreadPool(3)
     pending = {}
-    for leg in ("fuzz", "powercut", "flaps"):
+    for leg in ("fuzz", "powercut", "ocpp", "flaps"):
         if leg in legs:
             pending[leg] = live_pool.apply_async(live, (leg, scale, seed))
     if "core" in legs:
