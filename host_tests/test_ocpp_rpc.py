@@ -113,3 +113,32 @@ def test_malformed_and_unknown_calls_get_callerrors():
     rpc.call("A", {}, lambda r, e: got.append(e), T0)
     rpc.on_message('[3, "7-1", [1]]', T0)
     assert got[0][0] == R.FORMATION and not rpc.busy
+
+
+def test_deep_nesting_is_refused_before_it_is_parsed():
+    # make soak's OCPP fuzz (tools/soak_ocpp.py): a 6 KB frame of nested brackets made the JSON parser
+    # allocate past the heap (MemoryError, no answer at all, and the link thread failed beside it).
+    # Refused by a cheap scan before protocol.loads, with the CALLERROR a non-JSON text gets.
+    rpc, out = make()
+    parsed = []
+    real = R.protocol.loads
+
+    def counting(raw):
+        parsed.append(raw)
+        return real(raw)
+
+    R.protocol.loads = counting
+    try:
+        deep = '[2, "d1", "Echo", {"a": ' + "[" * 3000 + "]" * 3000 + "}]"
+        m = _answer(rpc, out, deep)
+        assert m[0] == 4 and m[1] == "-1" and m[2] == R.FORMATION, m
+        m = _answer(rpc, out, '[2, "d2", "Echo", {"a": ' + '{"b": ' * 25 + "1" + "}" * 25 + "}]")
+        assert m[1] == "-1" and m[2] == R.FORMATION, m
+        assert parsed == []  # never handed to the parser
+        # strings are skipped: brackets inside them (escaped quotes too) are not structure
+        ok = '[2, "d3", "Echo", {"a": "%s", "b": "\\\\", "c": "\\"[[[[", "d": [%s]}]' % ("[" * 50, "[1], " * 40 + "1")
+        m = _answer(rpc, out, ok)
+        assert m[0] == 3 and m[1] == "d3" and len(m[2]["d"]) == 41, m
+        assert R.too_deep("[" * 21 + "]" * 21) and not R.too_deep("[" * 20 + "]" * 20)
+    finally:
+        R.protocol.loads = real
