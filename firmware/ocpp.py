@@ -31,7 +31,9 @@ FREE_ID = "FREE"  # idTag of a transaction that needed no authorization (StartTr
 MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
               "Current.Offered", "Temperature", "Power.Offered", "SoC", "Energy.Active.Import.Interval",
               "Current.Export", "Energy.Active.Export.Register", "Frequency", "Power.Factor",
-              "RPM", "Power.Active.Export", "Power.Reactive.Import", "Energy.Reactive.Import.Register")
+              "RPM", "Power.Active.Export", "Power.Reactive.Import", "Energy.Reactive.Import.Register",
+              "Energy.Reactive.Export.Register", "Energy.Active.Export.Interval", "Energy.Reactive.Import.Interval",
+              "Energy.Reactive.Export.Interval", "Power.Reactive.Export")  # the 22 of 1.6's Measurand
 DEFAULT_SAMPLED = ("Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,"
                    "Current.Offered,Temperature")
 

@@ -102,6 +102,21 @@ def test_reset_stops_the_transaction_first():
     assert b.restarts == ["ocpp-reset-hard"]
 
 
+def test_every_measurand_of_ocpp_16_is_accepted_in_the_configuration():
+    # make soak's OCPP fuzz: five of 1.6's 22 measurands (Power.Reactive.Export, the Interval and
+    # reactive export registers) were Rejected although docs/ocpp.md accepts every valid one
+    b = Bench()
+    b.run(300)
+    v = "Power.Reactive.Export,Energy.Reactive.Export.Register,Energy.Active.Export.Interval"
+    a = b.server_call("ChangeConfiguration", {"key": "MeterValuesSampledData", "value": v})
+    assert a[2] == {"status": "Accepted"}, a
+    v2 = "Energy.Reactive.Import.Interval,Energy.Reactive.Export.Interval"
+    assert b.server_call("ChangeConfiguration", {"key": "MeterValuesAlignedData", "value": v2})[2] == \
+        {"status": "Accepted"}
+    a = b.server_call("GetConfiguration", {"key": ["MeterValuesSampledData", "MeterValuesAlignedData"]})
+    assert [k["value"] for k in a[2]["configurationKey"]] == [v, v2], a
+
+
 def test_configuration_persists_and_is_checked():
     b = Bench()
     b.run(300)
