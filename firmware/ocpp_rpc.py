@@ -30,46 +30,6 @@ DISCONNECTED = "Disconnected"
 
 CALL_TIMEOUT_MS = 30000
 MAX_ID = 36  # messageId is at most 36 characters
-# OCPP 1.6 nests at most 6 deep (CALL > payload > csChargingProfiles > chargingSchedule >
-# chargingSchedulePeriod > period). A deeper text is refused before it is parsed: a 6 KB frame of
-# nested brackets costs the JSON parser about 100 KB of heap (a MemoryError on the ESP32's 112 KB).
-MAX_DEPTH = 20
-
-
-def too_deep(raw, limit=MAX_DEPTH):
-    """True when the JSON text (str or bytes) nests arrays and objects deeper than limit. A text
-    with few brackets is not walked at all; otherwise its UTF-8 bytes are (indexing a MicroPython
-    str is not O(1)), strings skipped with find(), the structure outside them byte by byte."""
-    b = raw.encode() if isinstance(raw, str) else bytes(raw)
-    if b.count(b"[") + b.count(b"{") <= limit:
-        return False
-    depth = 0
-    i = 0
-    n = len(b)
-    while i < n:
-        c = b[i]
-        if c == 34:  # '"'
-            j = i + 1
-            while True:
-                j = b.find(b'"', j)
-                if j < 0:
-                    return False  # an unterminated string: the parser refuses it
-                k = j - 1
-                while b[k] == 92:  # backslash
-                    k -= 1
-                if (j - 1 - k) % 2 == 0:
-                    break  # not escaped: the string ends here
-                j += 1
-            i = j + 1
-        else:
-            if c == 91 or c == 123:  # [ {
-                depth += 1
-                if depth > limit:
-                    return True
-            elif c == 93 or c == 125:  # ] }
-                depth -= 1
-            i += 1
-    return False
 
 
 class CallError(Exception):
@@ -156,14 +116,8 @@ class Rpc:
             self._say("rpc: error:", repr(e))
 
     def _on_message(self, raw, now):
-        if too_deep(raw):
-            self._error("-1", FORMATION, "message nests deeper than %d" % MAX_DEPTH)
-            return
         try:
             msg = protocol.loads(raw)
-        except MemoryError:
-            self._error("-1", FORMATION, "message too large for the heap")
-            return
         except protocol.ProtocolError as e:
             # no id can be read: "-1" tells the server which of its messages this is about (none)
             self._error("-1", FORMATION, "message is not JSON: " + e.detail)

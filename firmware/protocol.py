@@ -5,6 +5,7 @@
 import json
 
 from firmware import text
+from firmware.ticks import const
 from firmware.units import (  # noqa: F401  (the error codes and bounds are part of this module's API)
     BAD_JSON,
     BAD_REQUEST,
@@ -133,13 +134,16 @@ class Envelope:
         return json.dumps(self.wrap(fields, up_ms, ts))
 
 
+MAX_DEPTH = const(16)  # arrays and objects nested in an inbound document (OCPP 1.6 needs 6)
+
+
 def _reject_constant(name):
     raise ValueError("non-finite number " + name)
 
 
 def _finite(obj, depth=0):
     """Walk a decoded document: no NaN/Infinity anywhere, bounded nesting."""
-    if depth > 16:
+    if depth > MAX_DEPTH:
         return False
     if isinstance(obj, float):
         return is_number(obj)
@@ -279,6 +283,8 @@ def strict_json(s):
             want = 5
             i += 1
         elif c == 91 or c == 123:
+            if len(stack) == MAX_DEPTH:  # refused before json.loads builds it (a 6 KB frame of
+                return False  # brackets cost MicroPython's parser ~100 KB: make soak's OCPP leg)
             stack.append(c)
             want = 1 if c == 91 else 2
             i += 1

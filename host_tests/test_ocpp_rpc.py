@@ -116,18 +116,22 @@ def test_malformed_and_unknown_calls_get_callerrors():
 
 
 def test_deep_nesting_is_refused_before_it_is_parsed():
-    # make soak's OCPP fuzz (tools/soak_ocpp.py): a 6 KB frame of nested brackets made the JSON parser
-    # allocate past the heap (MemoryError, no answer at all, and the link thread failed beside it).
-    # Refused by a cheap scan before protocol.loads, with the CALLERROR a non-JSON text gets.
+    # make soak's OCPP fuzz: a 6 KB frame of nested brackets made MicroPython's JSON parser allocate
+    # past the heap. protocol.strict_json refuses more than MAX_DEPTH levels before json.loads runs,
+    # with the CALLERROR a non-JSON text gets; brackets inside strings are not structure.
     rpc, out = make()
     parsed = []
-    real = R.protocol.loads
+    real = R.protocol.json
 
-    def counting(raw):
-        parsed.append(raw)
-        return real(raw)
+    class Counting:  # the json module as protocol sees it, counting what reaches the parser
+        dumps = real.dumps
 
-    R.protocol.loads = counting
+        @staticmethod
+        def loads(s, *a, **kw):
+            parsed.append(s)
+            return real.loads(s, *a, **kw)
+
+    R.protocol.json = Counting
     try:
         deep = '[2, "d1", "Echo", {"a": ' + "[" * 3000 + "]" * 3000 + "}]"
         m = _answer(rpc, out, deep)
@@ -135,10 +139,10 @@ def test_deep_nesting_is_refused_before_it_is_parsed():
         m = _answer(rpc, out, '[2, "d2", "Echo", {"a": ' + '{"b": ' * 25 + "1" + "}" * 25 + "}]")
         assert m[1] == "-1" and m[2] == R.FORMATION, m
         assert parsed == []  # never handed to the parser
-        # strings are skipped: brackets inside them (escaped quotes too) are not structure
-        ok = '[2, "d3", "Echo", {"a": "%s", "b": "\\\\", "c": "\\"[[[[", "d": [%s]}]' % ("[" * 50, "[1], " * 40 + "1")
-        m = _answer(rpc, out, ok)
-        assert m[0] == 3 and m[1] == "d3" and len(m[2]["d"]) == 41, m
-        assert R.too_deep("[" * 21 + "]" * 21) and not R.too_deep("[" * 20 + "]" * 20)
     finally:
-        R.protocol.loads = real
+        R.protocol.json = real
+    ok = '[2, "d3", "Echo", {"a": "%s", "b": "\\\\", "c": "\\"[[[[", "d": [%s]}]' % ("[" * 50, "[1], " * 40 + "1")
+    m = _answer(rpc, out, ok)
+    assert m[0] == 3 and m[1] == "d3" and len(m[2]["d"]) == 41, m
+    n = R.protocol.MAX_DEPTH
+    assert R.protocol.strict_json("[" * n + "]" * n) and not R.protocol.strict_json("[" * (n + 1) + "]" * (n + 1))

@@ -30,10 +30,13 @@ REPLY_S = 10.0
 MAX_MESSAGE = 16384  # firmware/ws.py
 
 # the configuration keys of docs/ocpp.md: (type, default, read-only)
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
-              "Current.Offered", "Temperature", "Power.Offered", "SoC", "Energy.Active.Import.Interval",
-              "Current.Export", "Energy.Active.Export.Register", "Frequency", "Power.Factor",
-              "RPM", "Power.Active.Export", "Power.Reactive.Import", "Energy.Reactive.Import.Register")
+# OCPP 1.6's Measurand enumeration (all 22 are valid in the MeterValues*Data keys)
+MEASURANDS = ("Current.Export", "Current.Import", "Current.Offered", "Energy.Active.Export.Register",
+              "Energy.Active.Import.Register", "Energy.Reactive.Export.Register", "Energy.Reactive.Import.Register",
+              "Energy.Active.Export.Interval", "Energy.Active.Import.Interval", "Energy.Reactive.Export.Interval",
+              "Energy.Reactive.Import.Interval", "Frequency", "Power.Active.Export", "Power.Active.Import",
+              "Power.Factor", "Power.Offered", "Power.Reactive.Export", "Power.Reactive.Import", "RPM", "SoC",
+              "Temperature", "Voltage")
 SAMPLED = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Current.Offered,Temperature"
 KEYS = {
     "AllowOfflineTxForUnknownId": ("bool", "false", False),
@@ -239,8 +242,12 @@ class Frames:
         mid = self.mid()
         q = r.random()
         call = [2, mid, "GetLocalListVersion", {}]
-        if q < 0.15:
+        if q < 0.13:
             text = r.choice(NOT_JSON)
+            return text, ("error", "-1", "FormationViolation")
+        if q < 0.15:  # nested past protocol.MAX_DEPTH (16), up to a few KB of brackets
+            k = r.choice((17, 40, r.randrange(17, 3000)))
+            text = '[2, "%s", "GetLocalListVersion", {"a": %s}]' % (mid, "[" * k + "]" * k)
             return text, ("error", "-1", "FormationViolation")
         if q < 0.3:
             text = json.dumps(r.choice(({}, 5, "x", None, [], [2], [2, mid], [True, mid, "x", {}], ["2", mid, "x", {}],
