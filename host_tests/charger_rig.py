@@ -199,3 +199,47 @@ class Rig:
 
     def types(self, typ):
         return [e for e in self.events if e["type"] == typ]
+
+
+class MemStorage:
+    """The storage interface of firmware/storage.py in a dict, for session logs in property tests."""
+
+    def __init__(self):
+        self.files = {}
+
+    def write_json(self, name, obj):
+        import json
+
+        self.files[name] = json.dumps(obj)
+
+    def read_json(self, name, default=None):
+        import json
+
+        s = self.files.get(name)
+        return default if s is None else json.loads(s)
+
+    def remove(self, name):
+        self.files.pop(name, None)
+
+    def list(self, prefix=""):
+        return sorted([n for n in self.files if n.startswith(prefix)])
+
+
+def apply_command(ch, now, op):
+    """One of the app's commands to the core, as the property tests and the soak send them: the tag
+    "AA" is the one they list in local_auth_ids, "ZZ" one no setting lists; restart only between
+    sessions."""
+    if op == "authorize":
+        ch.authorize(now, "app:1")
+    elif op == "deauthorize":
+        ch.deauthorize(now)
+    elif op == "stop":
+        ch.stop(now)
+    elif op == "resume":
+        ch.resume(now)
+    elif op == "tag_ok":
+        ch.present_tag(now, "AA")
+    elif op == "tag_bad":
+        ch.present_tag(now, "ZZ")
+    elif op == "restart" and not ch.session_active:
+        ch.end_for_restart(now)

@@ -1,7 +1,7 @@
 # Property test of the charging core: random sequences of vehicle, cable, limit, command, settings,
 # fault and time events; the safety invariants are checked after every 10 ms tick.
 import hypothesis.strategies as st
-from charger_rig import NEAR_WRAP, Rig
+from charger_rig import NEAR_WRAP, MemStorage, Rig, apply_command
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -14,28 +14,6 @@ TRIP_FAULTS = {
     "rcd_ac", "rcd_dc", "rcd_selftest", "diode", "cp_short", "cp_invalid", "vent_required",
     "contactor_welded", "contactor_stuck_open", "overcurrent",
 }
-
-
-class MemStorage:
-    def __init__(self):
-        self.files = {}
-
-    def write_json(self, name, obj):
-        import json
-
-        self.files[name] = json.dumps(obj)
-
-    def read_json(self, name, default=None):
-        import json
-
-        s = self.files.get(name)
-        return default if s is None else json.loads(s)
-
-    def remove(self, name):
-        self.files.pop(name, None)
-
-    def list(self, prefix=""):
-        return sorted(n for n in self.files if n.startswith(prefix))
 
 
 class ChargerMachine(RuleBasedStateMachine):
@@ -179,22 +157,7 @@ class ChargerMachine(RuleBasedStateMachine):
 
     @rule(op=st.sampled_from(["authorize", "deauthorize", "stop", "resume", "tag_ok", "tag_bad", "restart"]))
     def command(self, op):
-        ch = self.r.ch
-        now = self.r.now
-        if op == "authorize":
-            ch.authorize(now, "app:1")
-        elif op == "deauthorize":
-            ch.deauthorize(now)
-        elif op == "stop":
-            ch.stop(now)
-        elif op == "resume":
-            ch.resume(now)
-        elif op == "tag_ok":
-            ch.present_tag(now, "AA")
-        elif op == "tag_bad":
-            ch.present_tag(now, "BB")
-        elif op == "restart" and not ch.session_active:
-            ch.end_for_restart(now)
+        apply_command(self.r.ch, self.r.now, op)
         self.ticks(1)
 
     @rule(

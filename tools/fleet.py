@@ -4,15 +4,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VENV = os.path.join(os.path.dirname(HERE), ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
-try:
-    import paho.mqtt.client  # noqa: F401
-except ImportError:  # run with the project's venv (paho-mqtt, matplotlib) when started as a plain script
-    if os.path.exists(VENV_PY) and os.path.realpath(sys.prefix) != os.path.realpath(VENV):
-        os.execv(VENV_PY, [VENV_PY] + sys.argv)
-    raise
 sys.path.insert(0, HERE)
+from _venv import use_venv  # noqa: E402
+
+use_venv("paho.mqtt.client")
 
 from refcloud.fleet import main  # noqa: E402
 

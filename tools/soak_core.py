@@ -20,7 +20,7 @@ try:
 except ImportError:
     pass
 
-from charger_rig import NEAR_WRAP, Rig
+from charger_rig import NEAR_WRAP, MemStorage, Rig, apply_command
 
 from firmware import sessions
 from firmware.ticks import ticks_add, ticks_diff
@@ -52,24 +52,6 @@ class Rng:
 
     def pick(self, seq):
         return seq[self.next() % len(seq)]
-
-
-class MemStorage:
-    def __init__(self):
-        self.files = {}
-
-    def write_json(self, name, obj):
-        self.files[name] = json.dumps(obj)
-
-    def read_json(self, name, default=None):
-        s = self.files.get(name)
-        return default if s is None else json.loads(s)
-
-    def remove(self, name):
-        self.files.pop(name, None)
-
-    def list(self, prefix=""):
-        return sorted([n for n in self.files if n.startswith(prefix)])
 
 
 # ---- generation -------------------------------------------------------------------------------------
@@ -462,22 +444,7 @@ class Soak:
             self.lease_seq = self.seq
 
     def command(self, op):
-        ch = self.r.ch
-        now = self.r.now
-        if op == "authorize":
-            ch.authorize(now, "app:1")
-        elif op == "deauthorize":
-            ch.deauthorize(now)
-        elif op == "stop":
-            ch.stop(now)
-        elif op == "resume":
-            ch.resume(now)
-        elif op == "tag_ok":
-            ch.present_tag(now, "AA")
-        elif op == "tag_bad":
-            ch.present_tag(now, "ZZ")
-        elif op == "restart" and not ch.session_active:
-            ch.end_for_restart(now)
+        apply_command(self.r.ch, self.r.now, op)
 
 
 def run_case(case, breaker=None):
