@@ -72,6 +72,15 @@ def test_session_checker_catches_lost_duplicated_and_energy():
     ]
     c = soak_live.check_sessions(FakeClient(bad))["counts"]
     assert c["sessions_duplicated"] == 1 and c["sessions_lost"] == 1 and c["energy_decreases"] == 1
+    # QoS 1 redelivery (the same boot, seq and content twice, e.g. the ack's reply and a boot event
+    # whose PUBACK a cut lost) is no failure; a boot counter that went back is
+    boot = _m(4, "event", dict(env, seq=0, type="boot", reset_cause="power_on"))
+    again = [boot] + good + [good[2], _m(5, "event", dict(boot.d))]
+    r = soak_live.check_sessions(FakeClient(again))
+    assert r["problems"] == [] and r["counts"]["redeliveries"] == 2, r
+    reused = [boot] + good + [_m(5, "event", dict(boot.d, reset_cause="watchdog"))]
+    r = soak_live.check_sessions(FakeClient(reused))
+    assert r["counts"]["boot_counter_errors"] == 1, r
 
 
 class FakeClient:
