@@ -475,7 +475,13 @@ def fuzz(scale, seed, n_msgs=None, batch=12, breaker=None, serial="SOAKF1"):
                 out["fuzz_wrong_applies"] += wrong
                 out["fuzz_missing_replies"] += missing
                 if len(failures) < 5:
-                    failures.append({"what": why, "log": log[-(batch + 1) * 3:]})
+                    now = time.monotonic()
+                    lease = None if shadow.lease is None else [shadow.lease[0], round(shadow.lease[1] - now, 2)]
+                    failures.append({"what": why, "log": log[-(batch + 1) * 3:],
+                                     "shadow": {"settings": dict(shadow.settings), "lease_left_s": lease,
+                                                "lease_seq": shadow.lease_seq},
+                                     "charger": {"settings": rep["result"]["settings"],
+                                                 "state": rep2["result"]["state"]}})
                 # resynchronise so that one difference is counted once
                 shadow.settings = dict(rep["result"]["settings"])
                 if rep2["result"]["state"].get("lease_s") is None:
