@@ -257,17 +257,19 @@ class Csms:
         fut = asyncio.run_coroutine_threadsafe(cp._connection.send(text), self.loop)
         return fut.result(5)
 
-    def answers(self, mid, since=0):
-        """Frames from the charger that answer our message id mid (parsed)."""
+    def answers(self, mid=None, since=0, cid=None):
+        """Frames from the charger (cid: from that one) that answer our message id mid, or any of
+        ours with mid None (parsed CALLRESULTs and CALLERRORs)."""
         out = []
         with self.cond:
-            for f in self.frames[since:]:
-                if f[2] != "in":
-                    continue
-                try:
-                    m = json.loads(f[3])
-                except ValueError:
-                    continue
-                if isinstance(m, list) and len(m) >= 2 and m[0] in (3, 4) and m[1] == mid:
-                    out.append(m)
+            frames = self.frames[since:]
+        for f in frames:
+            if f[2] != "in" or (cid is not None and f[1] != cid):
+                continue
+            try:
+                m = json.loads(f[3])
+            except ValueError:
+                continue
+            if isinstance(m, list) and len(m) >= 2 and m[0] in (3, 4) and (mid is None or m[1] == mid):
+                out.append(m)
         return out

@@ -742,7 +742,7 @@ def check_sessions(cl, breaker=None):
     known.discard(None)
     lost = sorted(known - set(records))
     unacked = sorted(set(records) - set(deleted))
-    dup = [p for p in problems if "session" in p]
+    dup = [p for p in problems if p.startswith("session")]
     energy = [p for p in problems if p.startswith("e_wh")]
     bad_boots = sum(1 for i in range(1, len(boots)) if boots[i] <= boots[i - 1])
     bad_boots += sum(1 for p in problems if p.startswith("two messages"))
@@ -859,4 +859,10 @@ def flaps(scale, seed, seconds=None):
     return out
 
 
-LEGS = {"fuzz": fuzz_lanes, "powercut": powercut, "flaps": flaps}
+def ocpp(scale, seed):
+    import soak_ocpp  # (it imports this module)
+
+    return soak_ocpp.ocpp_fuzz(scale, seed)
+
+
+LEGS = {"fuzz": fuzz_lanes, "powercut": powercut, "flaps": flaps, "ocpp": ocpp}
